@@ -1,0 +1,145 @@
+"""Query-pooling mapper (QPMapper) between a speech encoder and an LLM.
+
+The QPMapper of EmoSLLM (arXiv 2508.14130) compresses a variable-length
+sequence of encoder frames into a fixed number of vectors living in the
+embedding space of a language model. A set of learnable queries is appended
+to the frame sequence, a small transformer encoder lets every position attend
+to every other one, and only the outputs at the query positions are kept.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import math
+
+import torch
+from speechbrain.dataio.dataio import length_to_mask
+from speechbrain.lobes.models.transformer.Transformer import (
+    PositionalEncoding,
+)
+from torch import nn
+
+
+class QPMapper(nn.Module):
+    """Maps encoder frames to ``n_queries`` LLM input embeddings.
+
+    The frames are projected to ``d_model``, given sinusoidal positions (so
+    that the order of the words survives the pooling: the paper leaves this
+    open, and ASR needs it), followed by ``n_queries`` learnable queries, and
+    passed through a transformer encoder whose key padding mask hides the
+    padded frames. The outputs at the query positions are projected to
+    ``output_size``. Queries carry no positional encoding and sit after the
+    padded frames, so padding never changes a sample's output.
+
+    Arguments
+    ---------
+    input_size : int
+        Width of the encoder frames (1024 for WavLM Large).
+    output_size : int
+        Width of the LLM embeddings (3072 for Llama-3.2-3B).
+    n_queries : int
+        Number of learnable queries, i.e. of output vectors per utterance.
+    d_model : int
+        Width of the transformer encoder.
+    nhead : int
+        Number of attention heads.
+    num_layers : int
+        Number of transformer encoder layers.
+    d_ffn : int, optional
+        Hidden width of the feed-forward blocks; ``d_model`` when None, which
+        with LoRA rank 8 on q/v reproduces the paper's 12.5M parameters.
+    dropout : float
+        Dropout inside the transformer encoder.
+    activation : str
+        Feed-forward activation, ``"gelu"`` or ``"relu"``.
+    positional_encoding : bool
+        Whether to add sinusoidal positions to the frames.
+    max_frames : int
+        Longest frame sequence the positional encoding supports.
+
+    Example
+    -------
+    >>> mapper = QPMapper(input_size=16, output_size=24, n_queries=4,
+    ...                   d_model=32, nhead=4, num_layers=1)
+    >>> frames = torch.randn(2, 50, 16)
+    >>> mapper(frames, torch.tensor([1.0, 0.6])).shape
+    torch.Size([2, 4, 24])
+    """
+
+    def __init__(
+        self,
+        input_size,
+        output_size,
+        n_queries=32,
+        d_model=768,
+        nhead=8,
+        num_layers=2,
+        d_ffn=None,
+        dropout=0.1,
+        activation="gelu",
+        positional_encoding=True,
+        max_frames=6000,
+    ):
+        super().__init__()
+        self.n_queries = n_queries
+        self.input_projection = nn.Linear(input_size, d_model)
+        self.queries = nn.Parameter(
+            torch.randn(n_queries, d_model) / math.sqrt(d_model)
+        )
+        self.positional_encoding = (
+            PositionalEncoding(d_model, max_len=max_frames)
+            if positional_encoding
+            else None
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model=d_model,
+            nhead=nhead,
+            dim_feedforward=d_ffn or d_model,
+            dropout=dropout,
+            activation=activation,
+            batch_first=True,
+            norm_first=True,
+        )
+        # Pre-norm layers need a final norm; nested tensors are disabled so
+        # that padded and unpadded batches take the same numerical path.
+        self.encoder = nn.TransformerEncoder(
+            layer,
+            num_layers=num_layers,
+            norm=nn.LayerNorm(d_model),
+            enable_nested_tensor=False,
+        )
+        self.output_projection = nn.Linear(d_model, output_size)
+
+    def forward(self, x, lengths=None):
+        """Pools a batch of frame sequences into query embeddings.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Encoder frames, shape (batch, time, input_size).
+        lengths : torch.Tensor, optional
+            Relative lengths in [0, 1] (SpeechBrain convention); all frames
+            are valid when None.
+
+        Returns
+        -------
+        torch.Tensor
+            Query outputs, shape (batch, n_queries, output_size).
+        """
+        batch, time = x.shape[:2]
+        frames = self.input_projection(x)
+        if self.positional_encoding is not None:
+            frames = frames + self.positional_encoding(frames)
+        queries = self.queries.unsqueeze(0).expand(batch, -1, -1)
+        sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)
+
+        padding_mask = None
+        if lengths is not None:
+            valid = torch.round(lengths * time).clamp(min=1)
+            frame_mask = length_to_mask(valid, max_len=time, device=x.device)
+            query_mask = frame_mask.new_ones(batch, self.n_queries)
+            # nn.TransformerEncoder marks padded positions with True.
+            padding_mask = ~torch.cat([frame_mask, query_mask], 1).bool()
+
+        encoded = self.encoder(sequence, src_key_padding_mask=padding_mask)
+        return self.output_projection(encoded[:, time:])
