@@ -75,7 +75,10 @@ class EmotionMetrics:
             return stats
         targets, predictions = self.targets, self.predictions
         per_class = f1_score(
-            targets, predictions, labels=self.labels, average=None,
+            targets,
+            predictions,
+            labels=self.labels,
+            average=None,
             zero_division=0,
         )
         stats["accuracy"] = float(
@@ -119,8 +122,9 @@ class EmotionMetrics:
         with open(path_prefix + ".txt", "w", encoding="utf-8") as f:
             f.write(format_report(stats, self.labels, title))
         if stats["count"]:
-            plot_confusion(stats["confusion"], self.labels,
-                           path_prefix + ".png", title)
+            plot_confusion(
+                stats["confusion"], self.labels, path_prefix + ".png", title
+            )
         return stats
 
 
@@ -148,14 +152,25 @@ def format_report(stats, labels, title=""):
     B                  1       0
     """
     lines = [title] if title else []
-    for key in ("count", "accuracy", "macro_f1", "invalid_rate",
-                "free_form_accuracy", "WER"):
+    for key in (
+        "count",
+        "accuracy",
+        "macro_f1",
+        "invalid_rate",
+        "free_form_accuracy",
+        "WER",
+    ):
         if key in stats:
-            lines.append(f"{key}: {stats[key]:.4f}" if isinstance(
-                stats[key], float) else f"{key}: {stats[key]}")
+            lines.append(
+                f"{key}: {stats[key]:.4f}"
+                if isinstance(stats[key], float)
+                else f"{key}: {stats[key]}"
+            )
     if "f1" in stats:
-        lines.append("per-class F1: " + ", ".join(
-            f"{k}={v:.3f}" for k, v in stats["f1"].items()))
+        lines.append(
+            "per-class F1: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in stats["f1"].items())
+        )
         lines.append("confusion (rows: reference, columns: prediction)")
         lines.append(" " * 12 + "".join(f"{label[:7]:>8}" for label in labels))
         for label, row in zip(labels, stats["confusion"]):
@@ -189,8 +204,14 @@ def plot_confusion(confusion, labels, path, title=""):
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     for (row, col), count in np.ndenumerate(counts):
-        ax.text(col, row, int(count), ha="center", va="center",
-                color="white" if recall[row, col] > 0.5 else "black")
+        ax.text(
+            col,
+            row,
+            int(count),
+            ha="center",
+            va="center",
+            color="white" if recall[row, col] > 0.5 else "black",
+        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(title)

@@ -11,7 +11,6 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
-import random
 import re
 
 AUDIO_CUE = "Here are some audio tokens:"
@@ -70,34 +69,28 @@ SER_PROMPTS = [
 ]
 
 JOINT_PROMPTS = [
-    "Transcribe the speech, then give the speaker's emotion "
-    "({emotions}).",
-    "Write what is said and which emotion is expressed. "
-    "Emotions: {emotions}.",
+    "Transcribe the speech, then give the speaker's emotion ({emotions}).",
+    "Write what is said and which emotion is expressed. Emotions: {emotions}.",
     "First transcribe the audio, then classify its emotion as one of "
     "{emotions}.",
     "Give the transcript and the emotion ({emotions}) of this utterance.",
     "What does the speaker say, and how do they feel? Options: {emotions}.",
     "Recognise the words and the emotion ({emotions}) in this recording.",
-    "Provide the transcription followed by the emotion label from "
-    "{emotions}.",
+    "Provide the transcription followed by the emotion label from {emotions}.",
     "Transcribe this clip and label its emotion: {emotions}.",
     "Output the spoken text, then the emotion among {emotions}.",
     "Listen, transcribe, and identify the emotion ({emotions}).",
-    "Report the words and the emotion of the speaker; emotions are "
-    "{emotions}.",
+    "Report the words and the emotion of the speaker; emotions are {emotions}.",
     "Do speech recognition and emotion recognition ({emotions}).",
     "Write the transcript, then choose the emotion from {emotions}.",
     "Tell me what is said and the emotion conveyed ({emotions}).",
     "Give the text of the speech and its emotion class: {emotions}.",
-    "Transcribe the utterance and decide which emotion it shows: "
-    "{emotions}.",
+    "Transcribe the utterance and decide which emotion it shows: {emotions}.",
     "What are the words, and which emotion ({emotions}) is expressed?",
     "Produce a transcript and an emotion label ({emotions}).",
     "Write down the speech and name the emotion among {emotions}.",
     "Transcribe the recording, then pick the emotion: {emotions}.",
-    "Recognise the transcript first and the emotion second "
-    "({emotions}).",
+    "Recognise the transcript first and the emotion second ({emotions}).",
 ]
 
 HINT_TEMPLATE = ' The transcript of the audio is: "{transcript}".'
@@ -187,7 +180,7 @@ def parse_answer(text, labels):
 
 
 class PromptBuilder:
-    """Turns prompts and answers into token ids for a chat LLM.
+    r"""Turns prompts and answers into token ids for a chat LLM.
 
     Arguments
     ---------
@@ -207,12 +200,13 @@ class PromptBuilder:
 
     Example
     -------
+    >>> import random
     >>> from speechbrain_emosllm.testing import make_tiny_tokenizer
     >>> builder = PromptBuilder(make_tiny_tokenizer(), ["Happy", "Sad"], 4)
     >>> ex = builder.training_example("joint", "yes", "Sad", random.Random(0))
     >>> len(ex["input_ids"]) == len(ex["span_ids"])
     True
-    >>> builder.decode(ex["input_ids"]).split("assistant\\n")[1]
+    >>> builder.decode(ex["input_ids"]).split("assistant\n")[1]
     '| ASR: yes | Emotion: Sad<|im_end|>'
     """
 
@@ -414,8 +408,10 @@ class PromptBuilder:
             raise ValueError(f"Mode '{mode}' needs a transcript.")
         user = self.user_prompt(task, rng, transcript if hint else None)
         ids, audio_start = self._prompt_ids(user)
-        if task == "ser" or in_prefix or (
-            mode == "joint_generated" and transcript is not None
+        if (
+            task == "ser"
+            or in_prefix
+            or (mode == "joint_generated" and transcript is not None)
         ):
             pieces = format_answer(task, transcript, "X")[:-1]
             ids += self._answer_ids(pieces)[0]

@@ -267,8 +267,9 @@ class SpeechLLM(nn.Module):
         weights = span_weights[spans.clamp(min=0)]
         if emotion_weights is not None:
             row_weights = emotion_weights.to(weights)[:, None]
-            weights = torch.where(spans == EMOTION, weights * row_weights,
-                                  weights)
+            weights = torch.where(
+                spans == EMOTION, weights * row_weights, weights
+            )
         weights = weights[selected]
         selected_spans = spans[selected]
         stats = {"loss": (token_ce * weights).sum() / weights.sum()}
@@ -279,8 +280,9 @@ class SpeechLLM(nn.Module):
             )
         return stats
 
-    def _left_padded_prefix(self, audio_embeddings, prefix_ids, lengths,
-                            audio_start, pad_id):
+    def _left_padded_prefix(
+        self, audio_embeddings, prefix_ids, lengths, audio_start, pad_id
+    ):
         shift = prefix_ids.shape[1] - lengths
         ids = to_left_padding(prefix_ids, lengths, pad_id)
         embeddings = self.embed_with_audio(
@@ -324,16 +326,20 @@ class SpeechLLM(nn.Module):
             audio_embeddings, prefix_ids, lengths, audio_start, 0
         )
         out = self._decode(
-            embeddings, attention_mask, position_ids=position_ids,
+            embeddings,
+            attention_mask,
+            position_ids=position_ids,
             use_cache=True,
         )
         head = self.hf_model.get_output_embeddings()
         first_logp = head(out.last_hidden_state[:, -1]).float().log_softmax(-1)
 
-        label_lengths = torch.tensor([len(ids) for ids in label_ids],
-                                     device=device)
-        labels = torch.zeros(n_labels, int(label_lengths.max()),
-                             dtype=torch.long, device=device)
+        label_lengths = torch.tensor(
+            [len(ids) for ids in label_ids], device=device
+        )
+        labels = torch.zeros(
+            n_labels, int(label_lengths.max()), dtype=torch.long, device=device
+        )
         for k, ids in enumerate(label_ids):
             labels[k, : len(ids)] = torch.tensor(ids, device=device)
         scores = first_logp[:, labels[:, 0]]
@@ -344,10 +350,12 @@ class SpeechLLM(nn.Module):
         cache.batch_repeat_interleave(n_labels)
         inputs = labels[:, :-1].repeat(batch, 1)
         steps = torch.arange(inputs.shape[1], device=device)
-        continuation_mask = (steps[None] < (label_lengths - 1)[:, None])
+        continuation_mask = steps[None] < (label_lengths - 1)[:, None]
         continuation_mask = continuation_mask.repeat(batch, 1).long()
-        mask = torch.cat([attention_mask.repeat_interleave(n_labels, 0),
-                          continuation_mask], dim=1)
+        mask = torch.cat(
+            [attention_mask.repeat_interleave(n_labels, 0), continuation_mask],
+            dim=1,
+        )
         last_position = position_ids[:, -1:].repeat_interleave(n_labels, 0)
         out = self._decode(
             self.hf_model.get_input_embeddings()(inputs),

@@ -44,8 +44,7 @@ def make_tiny_tokenizer(vocab_size=400):
     >>> tokenizer.decode(tokenizer.encode("Happy cat"))
     'Happy cat'
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
@@ -112,6 +111,9 @@ def make_tiny_llm(folder, hidden_size=64, num_layers=2, seed=0):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=True,
+        # Wider than the usual 0.02 so that the tiny frozen model's logits
+        # can move far enough for a loss to drop within a few steps.
+        initializer_range=0.2,
     )
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder)

@@ -42,8 +42,9 @@ def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     manifests = {}
     for split, count in (("train", 16), ("valid", 8), ("test", 8)):
-        specs = [(f"{split}_{i}", 0.4 + 0.05 * (i % 3), i % 4)
-                 for i in range(count)]
+        specs = [
+            (f"{split}_{i}", 0.4 + 0.05 * (i % 3), i % 4) for i in range(count)
+        ]
         paths = write_tone_clips(str(root / "audio"), specs)
         manifests[split] = {
             utt: {
@@ -55,8 +56,7 @@ def tiny_corpus(tmp_path_factory):
             }
             for i, (utt, seconds, k) in enumerate(specs)
         }
-    names = {"train": "train.json", "valid": "valid.json",
-             "test": "test.json"}
+    names = {"train": "train.json", "valid": "valid.json", "test": "test.json"}
     for split, name in names.items():
         with open(root / name, "w", encoding="utf-8") as f:
             json.dump(manifests[split], f)

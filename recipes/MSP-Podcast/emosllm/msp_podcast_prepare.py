@@ -117,8 +117,9 @@ def read_transcript(path):
     return text or None
 
 
-def prepare_msp_podcast(data_folder, save_folder, n_classes=8,
-                        splits=tuple(SPLIT_FILES)):
+def prepare_msp_podcast(
+    data_folder, save_folder, n_classes=8, splits=tuple(SPLIT_FILES)
+):
     """Writes the manifests of MSP-Podcast's labelled splits.
 
     Arguments
@@ -150,8 +151,9 @@ def prepare_msp_podcast(data_folder, save_folder, n_classes=8,
     classes = set(emotion_labels(n_classes))
     unknown = set(splits) - set(SPLIT_FILES)
     if unknown:
-        raise ValueError(f"Unknown splits {sorted(unknown)}; use "
-                         f"{', '.join(SPLIT_FILES)}.")
+        raise ValueError(
+            f"Unknown splits {sorted(unknown)}; use {', '.join(SPLIT_FILES)}."
+        )
     options = {
         "data_folder": os.path.abspath(data_folder),
         "n_classes": n_classes,
@@ -207,8 +209,9 @@ def prepare_msp_podcast(data_folder, save_folder, n_classes=8,
     for split, path in zip(splits, outputs):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(manifests[split], f, indent=1)
-        logger.info("%s: %d utterances -> %s", split,
-                    len(manifests[split]), path)
+        logger.info(
+            "%s: %d utterances -> %s", split, len(manifests[split]), path
+        )
     for reason, count in sorted(skipped.items()):
         logger.warning("Skipped %d rows: %s", count, reason)
     with open(options_path, "w", encoding="utf-8") as f:

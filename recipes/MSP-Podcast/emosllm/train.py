@@ -66,11 +66,13 @@ class EmoSLLM(sb.Brain):
         """Answer loss (weighted spans) and, in evaluation, every mode."""
         input_ids, relative = batch.input_ids
         span_ids, _ = batch.span_ids
-        span_weights = torch.tensor([
-            self.hparams.markup_loss_weight,
-            self.asr_weight(),
-            self.hparams.emotion_loss_weight,
-        ])
+        span_weights = torch.tensor(
+            [
+                self.hparams.markup_loss_weight,
+                self.asr_weight(),
+                self.hparams.emotion_loss_weight,
+            ]
+        )
         emotion_weights = None
         if self.class_weights is not None:
             emotion_weights = self.class_weights.to(self.device)[
@@ -99,26 +101,36 @@ class EmoSLLM(sb.Brain):
     def _prefix_batch(self, prefixes):
         ids = [p["input_ids"] for p in prefixes]
         lengths = torch.tensor([len(row) for row in ids], device=self.device)
-        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long,
-                             device=self.device)
+        padded = torch.zeros(
+            len(ids), int(lengths.max()), dtype=torch.long, device=self.device
+        )
         for row, row_ids in enumerate(ids):
             padded[row, : len(row_ids)] = torch.tensor(row_ids)
-        starts = torch.tensor([p["audio_start"] for p in prefixes],
-                              device=self.device)
+        starts = torch.tensor(
+            [p["audio_start"] for p in prefixes], device=self.device
+        )
         return padded, lengths, starts
 
     def _generate(self, audio_embeddings, prefixes):
         ids, lengths, starts = self._prefix_batch(prefixes)
         generated = self.modules.speech_llm.generate(
-            audio_embeddings, ids, lengths, starts,
-            self.hparams.max_new_tokens, self.builder.end_of_turn_ids,
+            audio_embeddings,
+            ids,
+            lengths,
+            starts,
+            self.hparams.max_new_tokens,
+            self.builder.end_of_turn_ids,
         )
-        prefix_texts = [self.builder.decode(p["input_ids"][
-            p["audio_start"] + self.builder.n_queries:]) for p in prefixes]
+        prefix_texts = [
+            self.builder.decode(
+                p["input_ids"][p["audio_start"] + self.builder.n_queries :]
+            )
+            for p in prefixes
+        ]
         # Parse what follows the assistant header: prefix tail + generation.
         return [
-            text.split("\n")[-1] + self.builder.tokenizer.decode(
-                row, skip_special_tokens=True)
+            text.split("\n")[-1]
+            + self.builder.tokenizer.decode(row, skip_special_tokens=True)
             for text, row in zip(prefix_texts, generated)
         ]
 
@@ -136,8 +148,10 @@ class EmoSLLM(sb.Brain):
         for mode in self.eval_modes:
             needs_reference = mode in ("prompt_hint", "joint_oracle")
             if mode in ("asr", "joint_generated"):
-                prefixes = [self.builder.inference_prefix(mode, rng=rng)
-                            for _ in batch.id]
+                prefixes = [
+                    self.builder.inference_prefix(mode, rng=rng)
+                    for _ in batch.id
+                ]
                 answers = self._generate(audio, prefixes)
                 parsed = [parse_answer(a, self.labels) for a in answers]
                 hyps = [(t or "") for t, _ in parsed]
@@ -149,18 +163,22 @@ class EmoSLLM(sb.Brain):
                 if mode == "asr":
                     continue
                 free = [e for _, e in parsed]
-                prefixes = [self.builder.inference_prefix(mode, h, rng)
-                            for h in hyps]
+                prefixes = [
+                    self.builder.inference_prefix(mode, h, rng) for h in hyps
+                ]
             else:
                 prefixes = [
                     self.builder.inference_prefix(
-                        mode, ref if needs_reference else None, rng)
+                        mode, ref if needs_reference else None, rng
+                    )
                     for ref in batch.wrd
                 ]
                 free = None
                 if self.hparams.free_generation:
-                    free = [parse_answer(a, self.labels)[1]
-                            for a in self._generate(audio, prefixes)]
+                    free = [
+                        parse_answer(a, self.labels)[1]
+                        for a in self._generate(audio, prefixes)
+                    ]
             predictions = self._score(audio, prefixes)
             self.emotion[mode].append(batch.id, predictions, batch.emo, free)
 
@@ -168,8 +186,11 @@ class EmoSLLM(sb.Brain):
         """Resets the evaluation metrics."""
         if stage == sb.Stage.TRAIN:
             return
-        self.eval_modes = (self.hparams.valid_modes if stage == sb.Stage.VALID
-                           else self.hparams.test_modes)
+        self.eval_modes = (
+            self.hparams.valid_modes
+            if stage == sb.Stage.VALID
+            else self.hparams.test_modes
+        )
         self.emotion = {m: EmotionMetrics(self.labels) for m in self.eval_modes}
         self.wer = {m: self.hparams.wer_computer() for m in self.eval_modes}
 
@@ -198,8 +219,11 @@ class EmoSLLM(sb.Brain):
             old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": old_lr,
-                            "asr_weight": self.asr_weight()},
+                stats_meta={
+                    "epoch": epoch,
+                    "lr": old_lr,
+                    "asr_weight": self.asr_weight(),
+                },
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
@@ -209,8 +233,10 @@ class EmoSLLM(sb.Brain):
             )
         else:
             self.hparams.train_logger.log_stats(
-                stats_meta={"test set": self.test_name,
-                            "epoch loaded": self.hparams.epoch_counter.current},
+                stats_meta={
+                    "test set": self.test_name,
+                    "epoch loaded": self.hparams.epoch_counter.current,
+                },
                 test_stats=stats,
             )
             if if_main_process():
@@ -222,28 +248,36 @@ class EmoSLLM(sb.Brain):
         if metric == "loss":
             return stats["loss"]
         if metric == "WER":
-            return stats["asr_WER"] if "asr_WER" in stats else stats[
-                "joint_generated_WER"]
+            return (
+                stats["asr_WER"]
+                if "asr_WER" in stats
+                else stats["joint_generated_WER"]
+            )
         if metric == "macro_f1":
             return 1.0 - stats[f"{self.hparams.selection_mode}_macro_f1"]
         raise ValueError(f"Unknown selection_metric '{metric}'.")
 
     def write_test_reports(self, stats):
         """Per mode: JSON, text and PNG reports; WER details; a summary."""
-        folder = os.path.join(self.hparams.output_folder,
-                              f"test_{self.test_name}")
+        folder = os.path.join(
+            self.hparams.output_folder, f"test_{self.test_name}"
+        )
         os.makedirs(folder, exist_ok=True)
         for mode in self.eval_modes:
             if self.emotion[mode].targets:
                 self.emotion[mode].write_report(
-                    os.path.join(folder, mode),
-                    f"{self.test_name} - {mode}")
+                    os.path.join(folder, mode), f"{self.test_name} - {mode}"
+                )
             if mode in ("asr", "joint_generated"):
-                with open(os.path.join(folder, f"{mode}_wer.txt"), "w",
-                          encoding="utf-8") as f:
+                with open(
+                    os.path.join(folder, f"{mode}_wer.txt"),
+                    "w",
+                    encoding="utf-8",
+                ) as f:
                     self.wer[mode].write_stats(f)
-        with open(os.path.join(folder, "summary.json"), "w",
-                  encoding="utf-8") as f:
+        with open(
+            os.path.join(folder, "summary.json"), "w", encoding="utf-8"
+        ) as f:
             json.dump(stats, f, indent=2)
 
     def on_fit_start(self):
@@ -269,8 +303,12 @@ class EmoSLLM(sb.Brain):
                 hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
             hook(module, path)
             loaded.append(name)
-        logger.info("Phase %s starts from %s (%s).", self.hparams.phase,
-                    checkpoint.path, ", ".join(loaded))
+        logger.info(
+            "Phase %s starts from %s (%s).",
+            self.hparams.phase,
+            checkpoint.path,
+            ", ".join(loaded),
+        )
 
 
 def find_best_checkpoint(phase_folder):
@@ -289,7 +327,8 @@ def find_best_checkpoint(phase_folder):
     checkpoint = None
     if os.path.isdir(save_folder):
         checkpoint = Checkpointer(save_folder).find_checkpoint(
-            min_key="selection_error")
+            min_key="selection_error"
+        )
     if checkpoint is None:
         raise FileNotFoundError(
             f"This phase starts from the best checkpoint of the previous "
@@ -302,8 +341,7 @@ def find_best_checkpoint(phase_folder):
 
 def normalize_words(text):
     """Lower-cased words without punctuation, for WER."""
-    kept = "".join(c if c.isalnum() or c in " '" else " "
-                   for c in text.lower())
+    kept = "".join(c if c.isalnum() or c in " '" else " " for c in text.lower())
     return kept.split()
 
 
@@ -320,7 +358,8 @@ def load_audio(path, sample_rate):
         raise RuntimeError(f"Audio file {path} is empty.")
     if info.sample_rate != sample_rate:
         signal = torchaudio.functional.resample(
-            signal, info.sample_rate, sample_rate)
+            signal, info.sample_rate, sample_rate
+        )
     return signal
 
 
@@ -329,8 +368,9 @@ def class_weights_from(train_data, labels, weighting):
     if weighting == "none":
         return None
     if weighting != "balanced":
-        raise ValueError(f"class_weighting must be none or balanced, "
-                         f"not '{weighting}'.")
+        raise ValueError(
+            f"class_weighting must be none or balanced, not '{weighting}'."
+        )
     with train_data.output_keys_as(["emo"]):
         counts = Counter(item["emo"] for item in train_data)
     weights = torch.tensor([1.0 / max(counts[label], 1) for label in labels])
@@ -359,42 +399,59 @@ def dataio_prepare(hparams, builder):
 
     def prompt_pipeline(shuffle):
         @sb.utils.data_pipeline.takes("wrd", "emo")
-        @sb.utils.data_pipeline.provides("input_ids", "span_ids",
-                                         "audio_start")
+        @sb.utils.data_pipeline.provides("input_ids", "span_ids", "audio_start")
         def pipeline(wrd, emo):
             # Training draws a paraphrase and a label order per example
             # (DataLoader workers seed `random` differently).
             example = builder.training_example(
-                hparams["task"], wrd, emo, random if shuffle else None)
+                hparams["task"], wrd, emo, random if shuffle else None
+            )
             yield torch.tensor(example["input_ids"])
             yield torch.tensor(example["span_ids"])
             yield example["audio_start"]
+
         return pipeline
 
-    keys = ["id", "sig", "wrd", "emo", "emo_index", "input_ids", "span_ids",
-            "audio_start"]
+    keys = [
+        "id",
+        "sig",
+        "wrd",
+        "emo",
+        "emo_index",
+        "input_ids",
+        "span_ids",
+        "audio_start",
+    ]
 
     def dataset(path, shuffle):
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"Manifest {path} not found: run data preparation (unset "
-                "skip_prep) or check manifest_folder.")
+                "skip_prep) or check manifest_folder."
+            )
         data = sb.dataio.dataset.DynamicItemDataset.from_json(
-            path, replacements={"data_root": hparams["data_folder"]})
-        for pipeline in (audio_pipeline, label_pipeline,
-                         prompt_pipeline(shuffle)):
+            path, replacements={"data_root": hparams["data_folder"]}
+        )
+        for pipeline in (
+            audio_pipeline,
+            label_pipeline,
+            prompt_pipeline(shuffle),
+        ):
             data.add_dynamic_item(pipeline)
         data.set_output_keys(keys)
         return data
 
     train = dataset(hparams["train_json"], True).filtered_sorted(
-        key_max_value={"duration": hparams["max_train_seconds"]})
+        key_max_value={"duration": hparams["max_train_seconds"]}
+    )
     valid = dataset(hparams["valid_json"], False)
     if hparams["valid_subset"]:
         valid = valid.filtered_sorted(select_n=hparams["valid_subset"])
-    tests = {name: dataset(path, False)
-             for name, path in hparams["test_jsons"].items()
-             if os.path.isfile(path)}
+    tests = {
+        name: dataset(path, False)
+        for name, path in hparams["test_jsons"].items()
+        if os.path.isfile(path)
+    }
     return train, valid, tests
 
 
@@ -402,8 +459,10 @@ def padded_collate():
     """PaddedBatch that pads span ids with IGNORE (-1)."""
     from functools import partial
 
-    return partial(sb.dataio.batch.PaddedBatch, per_key_padding_kwargs={
-        "span_ids": {"value": -1}})
+    return partial(
+        sb.dataio.batch.PaddedBatch,
+        per_key_padding_kwargs={"span_ids": {"value": -1}},
+    )
 
 
 def main():
@@ -415,8 +474,11 @@ def main():
     sb.create_experiment_directory(hparams["output_folder"])
     if if_main_process():
         # Save the phase file merged with its base and presets, resolved.
-        with open(os.path.join(hparams["output_folder"], "hyperparams.yaml"),
-                  "w", encoding="utf-8") as f:
+        with open(
+            os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+            "w",
+            encoding="utf-8",
+        ) as f:
             f.write(resolve_references(merged_yaml, overrides).getvalue())
     if hparams["previous_phase_folder"] and not run_opts.get("test_only"):
         find_best_checkpoint(hparams["previous_phase_folder"])
@@ -424,18 +486,23 @@ def main():
     if not hparams["skip_prep"]:
         from msp_podcast_prepare import prepare_msp_podcast
 
-        run_on_main(prepare_msp_podcast, kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["manifest_folder"],
-            "n_classes": hparams["n_classes"],
-        })
+        run_on_main(
+            prepare_msp_podcast,
+            kwargs={
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["manifest_folder"],
+                "n_classes": hparams["n_classes"],
+            },
+        )
 
     from msp_podcast_prepare import emotion_labels
 
     labels = emotion_labels(hparams["n_classes"])
     speech_llm = hparams["speech_llm"]
     builder = PromptBuilder(
-        speech_llm.tokenizer, labels, hparams["n_queries"],
+        speech_llm.tokenizer,
+        labels,
+        hparams["n_queries"],
         system_prompt=hparams["system_prompt"],
         chat_template_kwargs=hparams["llm_chat_template_kwargs"],
     )
@@ -450,12 +517,17 @@ def main():
     )
     brain.builder, brain.labels = builder, labels
     brain.class_weights = class_weights_from(
-        train_data, labels, hparams["class_weighting"])
-    loader_opts = {key: dict(hparams[f"{key}_dataloader_opts"],
-                             collate_fn=padded_collate())
-                   for key in ("train", "valid", "test")}
+        train_data, labels, hparams["class_weighting"]
+    )
+    loader_opts = {
+        key: dict(
+            hparams[f"{key}_dataloader_opts"], collate_fn=padded_collate()
+        )
+        for key in ("train", "valid", "test")
+    }
     brain.steps_per_epoch = math.ceil(
-        len(train_data) / loader_opts["train"]["batch_size"])
+        len(train_data) / loader_opts["train"]["batch_size"]
+    )
 
     brain.fit(
         brain.hparams.epoch_counter,

@@ -1,0 +1,130 @@
+"""MSP-Podcast preparation on a fabricated release with bad rows."""
+
+import json
+import logging
+import os
+
+import pytest
+from msp_podcast_prepare import main, prepare_msp_podcast
+
+from speechbrain_emosllm.testing import write_tone_clips
+
+HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n"
+ROWS = [
+    # name, class, speaker, split, what to do with the audio/transcript
+    ("MSP-PODCAST_0001_0001", "N", "30", "Train", "ok"),
+    ("MSP-PODCAST_0001_0002", "H", "30", "Train", "ok"),
+    ("MSP-PODCAST_0001_0003", "C", "Unknown", "Train", "ok"),
+    ("MSP-PODCAST_0001_0004", "O", "31", "Train", "ok"),
+    ("MSP-PODCAST_0001_0005", "X", "31", "Train", "ok"),
+    ("MSP-PODCAST_0001_0006", "A", "31", "Train", "missing"),
+    ("MSP-PODCAST_0001_0007", "S", "32", "Train", "empty"),
+    ("MSP-PODCAST_0001_0008", "S", "32", "Train", "corrupt"),
+    ("MSP-PODCAST_0001_0009", "S", "32", "Train", "no transcript"),
+    ("MSP-PODCAST_0002_0001", "S", "40", "Development", "ok"),
+    ("MSP-PODCAST_0002_0002", "U", "40", "Test1", "ok"),
+    ("MSP-PODCAST_0002_0003", "A", "41", "Test2", "ok"),
+    ("MSP-PODCAST_test3_0001", "N", "Unknown", "Test3", "ok"),
+]
+
+
+@pytest.fixture
+def release(tmp_path):
+    root = tmp_path / "MSP-Podcast"
+    for sub in ("Audios", "Labels", "Transcripts"):
+        (root / sub).mkdir(parents=True)
+    lines = [HEADER]
+    for index, (name, code, speaker, split, state) in enumerate(ROWS):
+        lines.append(f"{name}.wav,{code},3,4,3,{speaker},Male,{split}\n")
+        wav = root / "Audios" / f"{name}.wav"
+        if state in ("ok", "no transcript"):
+            write_tone_clips(str(root / "Audios"), [(name, 0.5, index % 4)])
+        elif state == "empty":
+            wav.write_bytes(b"")
+        elif state == "corrupt":
+            wav.write_bytes(b"RIFF not really a wave file")
+        if state != "no transcript" and split != "Test3":
+            (root / "Transcripts" / f"{name}.txt").write_text(
+                f"words of {name}\n"
+            )
+    (root / "Labels" / "labels_consensus.csv").write_text("".join(lines))
+    return root
+
+
+def load(folder, name):
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_eight_class_manifests_skip_bad_rows_and_name_them(
+    release, tmp_path, caplog
+):
+    out = tmp_path / "manifests"
+    with caplog.at_level(logging.WARNING):
+        counts = prepare_msp_podcast(str(release), str(out))
+    assert counts == {"Train": 3, "Development": 1, "Test1": 1, "Test2": 1}
+    train = load(out, "train.json")
+    assert sorted(train) == [
+        "MSP-PODCAST_0001_0001",
+        "MSP-PODCAST_0001_0002",
+        "MSP-PODCAST_0001_0003",
+    ]
+    item = train["MSP-PODCAST_0001_0003"]
+    assert item["emo"] == "Contempt" and item["spk_id"] == "Unknown"
+    assert item["wrd"] == "words of MSP-PODCAST_0001_0003"
+    assert item["duration"] == pytest.approx(0.5)
+    assert os.path.isfile(item["wav"])
+    assert load(out, "test.json")["MSP-PODCAST_0002_0002"]["emo"] == "Surprise"
+    assert "MSP-PODCAST_0002_0001" in load(out, "valid.json")
+    assert "MSP-PODCAST_0002_0003" in load(out, "test2.json")
+    log = caplog.text
+    for name, reason in (
+        ("0006", "missing audio"),
+        ("0007", "empty audio"),
+        ("0008", "unreadable audio"),
+        ("0009", "missing or empty transcript"),
+    ):
+        assert f"MSP-PODCAST_0001_{name}: {reason}" in log
+    assert "Skipped 1 rows: missing audio" in log
+    assert "Skipped 2 rows: not a class of the protocol" in log
+
+
+def test_four_class_protocol_keeps_neutral_happy_sad_angry(release, tmp_path):
+    out = tmp_path / "four"
+    prepare_msp_podcast(str(release), str(out), n_classes=4)
+    train = load(out, "train.json")
+    assert {item["emo"] for item in train.values()} == {"Neutral", "Happy"}
+    assert load(out, "test.json") == {}  # the only Test1 row is Surprise
+
+
+def test_rerun_skips_work_and_new_options_redo_it(release, tmp_path):
+    out = tmp_path / "manifests"
+    assert prepare_msp_podcast(str(release), str(out))
+    assert prepare_msp_podcast(str(release), str(out)) == {}
+    assert prepare_msp_podcast(str(release), str(out), n_classes=4)
+
+
+def test_command_line(release, tmp_path):
+    out = tmp_path / "cli"
+    main(
+        [
+            "--data_folder",
+            str(release),
+            "--save_folder",
+            str(out),
+            "--n_classes",
+            "4",
+        ]
+    )
+    assert os.path.isfile(out / "train.json")
+
+
+def test_wrong_folders_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_folder not found"):
+        prepare_msp_podcast(str(tmp_path / "nope"), str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match="labels_consensus.csv"):
+        prepare_msp_podcast(str(tmp_path), str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="n_classes must be 8 or 4"):
+        (tmp_path / "Labels").mkdir()
+        (tmp_path / "Labels" / "labels_consensus.csv").write_text(HEADER)
+        prepare_msp_podcast(str(tmp_path), str(tmp_path / "o"), n_classes=5)
