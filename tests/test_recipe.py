@@ -174,3 +174,31 @@ def test_parameter_summary_of_the_paper_configuration():
     )
     p1_trainable = int(p1.stdout.split("trainable=")[1].split()[0])
     assert p1_trainable < trainable  # no LoRA in phase 1
+
+
+def test_cached_features_give_the_same_losses_as_online_encoding(
+    tiny_models, tiny_corpus, tmp_path
+):
+    logs = {}
+    for cache in (True, False):
+        output = str(tmp_path / f"cache_{cache}")
+        overrides = recipe_overrides(
+            tiny_models,
+            tiny_corpus,
+            output,
+            qpmapper_dim=32,
+            qpmapper_ffn=32,
+            qpmapper_heads=4,
+            batch_size=1,
+            test_batch_size=1,
+            feature_cache=cache,
+            feature_cache_dtype="float32",
+        )
+        result = train("p1_asr", overrides)
+        assert result.returncode == 0, result.stdout[-2000:]
+        logs[cache] = open(
+            os.path.join(output, "p1_asr", "train_log.txt")
+        ).read()
+        assert os.path.isdir(os.path.join(output, "feature_cache")) == cache
+    assert "train loss" in logs[True]
+    assert logs[True] == logs[False]

@@ -40,6 +40,11 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm import EmotionMetrics, PromptBuilder
+from speechbrain_emosllm.features import (
+    cache_encoder_outputs,
+    feature_cache_key,
+    load_cached_features,
+)
 from speechbrain_emosllm.hparams import compose_hparams
 from speechbrain_emosllm.prompts import INFERENCE_MODES, parse_answer
 from speechbrain_emosllm.speech_llm import relative_to_absolute
@@ -52,15 +57,18 @@ class EmoSLLM(sb.Brain):
     """Trains and evaluates the QPMapper and LoRA weights of EmoSLLM."""
 
     def compute_forward(self, batch, stage):
-        """Encodes the audio and pools it into LLM input embeddings."""
+        """Encodes the audio (or reads cached frames) and pools them."""
         batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        # Brain puts every module in train mode; the frozen encoder must
-        # not apply dropout.
-        self.modules.encoder.eval()
-        with torch.no_grad():
-            frames = self.modules.encoder(wavs, wav_lens)
-        return self.modules.qpmapper(frames.float(), wav_lens)
+        if self.hparams.feature_cache:
+            frames, lengths = batch.feats
+        else:
+            wavs, lengths = batch.sig
+            # Brain puts every module in train mode; the frozen encoder
+            # must not apply dropout.
+            self.modules.encoder.eval()
+            with torch.no_grad():
+                frames = self.modules.encoder(wavs, lengths)
+        return self.modules.qpmapper(frames.float(), lengths)
 
     def compute_objectives(self, audio_embeddings, batch, stage):
         """Answer loss (weighted spans) and, in evaluation, every mode."""
@@ -378,7 +386,11 @@ def class_weights_from(train_data, labels, weighting):
 
 
 def dataio_prepare(hparams, builder):
-    """Builds the datasets and their pipelines (prompts included)."""
+    """Builds the datasets and their pipelines (prompts included).
+
+    With ``feature_cache``, the datasets also provide ``feats`` (frames read
+    from the cache folder) and batches carry them instead of audio.
+    """
     labels = builder.labels
     label_index = {label: i for i, label in enumerate(labels)}
 
@@ -412,9 +424,15 @@ def dataio_prepare(hparams, builder):
 
         return pipeline
 
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("feats")
+    def feature_pipeline(utt_id):
+        return load_cached_features(hparams["feature_folder"], utt_id)
+
+    audio_key = "feats" if hparams["feature_cache"] else "sig"
     keys = [
         "id",
-        "sig",
+        audio_key,
         "wrd",
         "emo",
         "emo_index",
@@ -432,11 +450,10 @@ def dataio_prepare(hparams, builder):
         data = sb.dataio.dataset.DynamicItemDataset.from_json(
             path, replacements={"data_root": hparams["data_folder"]}
         )
-        for pipeline in (
-            audio_pipeline,
-            label_pipeline,
-            prompt_pipeline(shuffle),
-        ):
+        pipelines = [audio_pipeline, label_pipeline, prompt_pipeline(shuffle)]
+        if hparams["feature_cache"]:
+            pipelines.append(feature_pipeline)
+        for pipeline in pipelines:
             data.add_dynamic_item(pipeline)
         data.set_output_keys(keys)
         return data
@@ -506,6 +523,16 @@ def main():
         system_prompt=hparams["system_prompt"],
         chat_template_kwargs=hparams["llm_chat_template_kwargs"],
     )
+    if hparams["feature_cache"]:
+        hparams["feature_folder"] = os.path.join(
+            hparams["feature_cache_folder"],
+            feature_cache_key(
+                hparams["encoder"],
+                hparams["encoder_source"],
+                hparams["sample_rate"],
+                hparams["feature_cache_dtype"],
+            ),
+        )
     train_data, valid_data, test_sets = dataio_prepare(hparams, builder)
 
     brain = EmoSLLM(
@@ -516,6 +543,20 @@ def main():
         checkpointer=hparams["checkpointer"],
     )
     brain.builder, brain.labels = builder, labels
+    if hparams["feature_cache"]:
+        # The encoder is frozen in every phase: encode each clip once.
+        for data in (train_data, valid_data, *test_sets.values()):
+            run_on_main(
+                cache_encoder_outputs,
+                kwargs={
+                    "encoder": brain.modules.encoder,
+                    "dataset": data,
+                    "folder": hparams["feature_folder"],
+                    "batch_size": hparams["test_batch_size"],
+                    "device": brain.device,
+                    "dtype": hparams["feature_cache_dtype"],
+                },
+            )
     brain.class_weights = class_weights_from(
         train_data, labels, hparams["class_weighting"]
     )

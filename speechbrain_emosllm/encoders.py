@@ -1,0 +1,78 @@
+"""Adapters that give every frozen speech encoder one interface.
+
+EmoSLLM calls its encoder as ``encoder(wavs, wav_lens)`` and reads frames
+whose relative lengths are ``wav_lens``. SpeechBrain's WavLM and wav2vec 2.0
+lobes already behave so. Its Whisper lobe takes no lengths and pads every
+clip to 30 s (1500 frames); ``WhisperFrames`` trims those frames back to the
+batch's longest clip so that relative lengths hold again.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import math
+
+from torch import nn
+
+
+class WhisperFrames(nn.Module):
+    """Frozen Whisper encoder through SpeechBrain's Whisper lobe.
+
+    Arguments
+    ---------
+    source : str
+        Hub id or local folder of a transformers Whisper model.
+    save_path : str
+        Download cache of the lobe.
+    sample_rate : int
+        Sampling rate of the input waveforms.
+    frame_rate : int
+        Encoder frames per second (50 for Whisper).
+
+    Example
+    -------
+    >>> import torch
+    >>> class FakeLobe(nn.Module):  # stands in for the 30 s padding lobe
+    ...     def forward(self, wav):
+    ...         return torch.zeros(wav.shape[0], 1500, 4)
+    >>> encoder = WhisperFrames.__new__(WhisperFrames)
+    >>> nn.Module.__init__(encoder)
+    >>> encoder.whisper, encoder.sample_rate, encoder.frame_rate = (
+    ...     FakeLobe(), 16000, 50)
+    >>> encoder(torch.zeros(2, 24000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 75, 4])
+    """
+
+    def __init__(self, source, save_path, sample_rate=16000, frame_rate=50):
+        super().__init__()
+        from speechbrain.integrations.huggingface.whisper import Whisper
+
+        self.whisper = Whisper(
+            source,
+            save_path,
+            sampling_rate=sample_rate,
+            encoder_only=True,
+            freeze=True,
+        )
+        self.sample_rate = sample_rate
+        self.frame_rate = frame_rate
+
+    def forward(self, wav, wav_lens=None):
+        """Encoder frames of the batch's longest clip, padding trimmed.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            (batch, samples) waveforms.
+        wav_lens : torch.Tensor, optional
+            Relative lengths; they remain valid for the returned frames.
+
+        Returns
+        -------
+        torch.Tensor
+            (batch, frames, width).
+        """
+        del wav_lens  # Whisper attends to its own padding anyway.
+        frames = self.whisper(wav)
+        seconds = wav.shape[1] / self.sample_rate
+        return frames[:, : math.ceil(seconds * self.frame_rate)]

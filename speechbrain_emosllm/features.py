@@ -1,0 +1,182 @@
+"""A disk cache of frozen-encoder outputs, shared by epochs and phases.
+
+The encoder is frozen in every phase, so its frames are computed once per
+utterance and stored as one small file each (float16 by default). The cache
+folder is named after a key that hashes the encoder's identity (source,
+class, config, and the size and time of local weight files) and the audio
+settings, so a changed encoder never reads stale features.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import hashlib
+import json
+import os
+
+import torch
+from tqdm import tqdm
+
+
+def _local_weights_fingerprint(source):
+    if not os.path.isdir(source):
+        return None
+    return sorted(
+        (
+            name,
+            os.path.getsize(os.path.join(source, name)),
+            int(os.path.getmtime(os.path.join(source, name))),
+        )
+        for name in os.listdir(source)
+        if name.endswith((".safetensors", ".bin", ".json"))
+    )
+
+
+def feature_cache_key(encoder, encoder_source, sample_rate, dtype="float16"):
+    """Short hash identifying an encoder and its audio settings.
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        The encoder (its class and configuration enter the key).
+    encoder_source : str
+        Hub id or local folder of its weights.
+    sample_rate : int
+        Sampling rate of the audio fed to it.
+    dtype : str
+        Storage dtype of the features.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> a = feature_cache_key(torch.nn.Linear(2, 2), "x", 16000)
+    >>> a == feature_cache_key(torch.nn.Linear(2, 2), "x", 8000)
+    False
+    """
+    config = None
+    for module in encoder.modules():
+        if hasattr(module, "config") and hasattr(module.config, "to_dict"):
+            config = module.config.to_dict()
+            break
+    identity = {
+        "class": type(encoder).__module__ + "." + type(encoder).__qualname__,
+        "source": encoder_source,
+        "weights": _local_weights_fingerprint(encoder_source),
+        "config": config,
+        "sample_rate": sample_rate,
+        "dtype": dtype,
+        "version": 1,
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def cached_feature_path(folder, utt_id):
+    """File holding one utterance's frames.
+
+    Arguments
+    ---------
+    folder : str
+        Cache folder (already keyed).
+    utt_id : str
+        Utterance id.
+
+    Returns
+    -------
+    str
+    """
+    return os.path.join(folder, utt_id.replace(os.sep, "_") + ".pt")
+
+
+@torch.no_grad()
+def cache_encoder_outputs(
+    encoder, dataset, folder, batch_size=8, device="cpu", dtype="float16"
+):
+    """Encodes every utterance of ``dataset`` not yet in ``folder``.
+
+    Arguments
+    ---------
+    encoder : callable
+        ``encoder(wavs, wav_lens)`` -> (batch, frames, width).
+    dataset : speechbrain.dataio.dataset.DynamicItemDataset
+        Provides ``id`` and ``sig``.
+    folder : str
+        Keyed cache folder.
+    batch_size : int
+        Clips encoded together.
+    device : str
+        Where to run the encoder.
+    dtype : str
+        Storage dtype.
+
+    Returns
+    -------
+    int
+        Number of utterances encoded (0 when all were cached).
+    """
+    os.makedirs(folder, exist_ok=True)
+    with dataset.output_keys_as(["id"]):
+        todo = [
+            i
+            for i, item in enumerate(dataset)
+            if not os.path.isfile(cached_feature_path(folder, item["id"]))
+        ]
+    if not todo:
+        return 0
+    # Iterating a DataLoader draws from torch's global generator: fork it so
+    # that a run with the cache trains exactly like a run without.
+    with torch.random.fork_rng(devices=[]):
+        _encode_into(encoder, dataset, todo, folder, batch_size, device, dtype)
+    return len(todo)
+
+
+def _encode_into(encoder, dataset, todo, folder, batch_size, device, dtype):
+    from speechbrain.dataio.batch import PaddedBatch
+
+    subset = torch.utils.data.Subset(dataset, todo)
+    loader = torch.utils.data.DataLoader(
+        subset, batch_size=batch_size, collate_fn=PaddedBatch
+    )
+    encoder.eval()
+    with dataset.output_keys_as(["id", "sig"]):
+        for batch in tqdm(loader, desc=f"caching features ({len(todo)})"):
+            wavs, wav_lens = batch.sig
+            frames = encoder(wavs.to(device), wav_lens.to(device))
+            lengths = torch.round(wav_lens * frames.shape[1]).long()
+            for utt_id, row, length in zip(batch.id, frames, lengths):
+                path = cached_feature_path(folder, utt_id)
+                torch.save(
+                    row[: max(int(length), 1)]
+                    .to(getattr(torch, dtype))
+                    .cpu()
+                    .clone(),
+                    path + ".tmp",
+                )
+                os.replace(path + ".tmp", path)  # never a half-written file
+
+
+def load_cached_features(folder, utt_id):
+    """Frames of one utterance as float32, with a clear error if absent.
+
+    Arguments
+    ---------
+    folder : str
+        Keyed cache folder.
+    utt_id : str
+        Utterance id.
+
+    Returns
+    -------
+    torch.Tensor
+        (frames, width).
+    """
+    path = cached_feature_path(folder, utt_id)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No cached features for {utt_id} ({path}); delete the cache "
+            "folder or set feature_cache: False."
+        )
+    return torch.load(path).float()
