@@ -102,7 +102,10 @@ class EmotionMetrics:
         return stats
 
     def write_report(self, path_prefix, title=""):
-        """Writes ``<prefix>.json``, ``<prefix>.txt`` and ``<prefix>.png``.
+        """Writes ``<prefix>.json``, ``.txt``, ``.png``, ``_predictions.json``.
+
+        The last one maps each utterance id to its reference, prediction
+        and parsed free-form answer.
 
         Arguments
         ---------
@@ -121,6 +124,15 @@ class EmotionMetrics:
             json.dump(stats, f, indent=2)
         with open(path_prefix + ".txt", "w", encoding="utf-8") as f:
             f.write(format_report(stats, self.labels, title))
+        free = self.free_form or [None] * len(self.ids)
+        predictions = {
+            utt: {"target": t, "prediction": p, "free_form": f}
+            for utt, p, t, f in zip(self.ids, self.predictions, self.targets,
+                                    free)
+        }
+        with open(path_prefix + "_predictions.json", "w",
+                  encoding="utf-8") as f:
+            json.dump(predictions, f, indent=1)
         if stats["count"]:
             plot_confusion(
                 stats["confusion"], self.labels, path_prefix + ".png", title

@@ -209,3 +209,58 @@ def write_tone_clips(folder, specs, sample_rate=16000):
         paths[utt_id] = os.path.join(folder, f"{utt_id}.wav")
         soundfile.write(paths[utt_id], wave.astype("float32"), sample_rate)
     return paths
+
+
+def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
+    """Saves a tiny random Whisper model and its feature extractor.
+
+    Arguments
+    ---------
+    folder : str
+        Where to save (created if needed).
+    d_model : int
+        Width of the encoder frames.
+    num_layers : int
+        Encoder and decoder layers.
+    seed : int
+        Seed of the random weights.
+
+    Returns
+    -------
+    str
+        ``folder``, loadable with SpeechBrain's ``Whisper`` lobe.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from transformers import AutoConfig
+    >>> path = make_tiny_whisper(tempfile.mkdtemp())
+    >>> AutoConfig.from_pretrained(path).d_model
+    32
+    """
+    import torch
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
+
+    config = WhisperConfig(
+        vocab_size=100,
+        d_model=d_model,
+        encoder_layers=num_layers,
+        decoder_layers=num_layers,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_target_positions=32,
+        decoder_start_token_id=1,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    WhisperFeatureExtractor().save_pretrained(folder)
+    return folder

