@@ -127,11 +127,13 @@ class EmotionMetrics:
         free = self.free_form or [None] * len(self.ids)
         predictions = {
             utt: {"target": t, "prediction": p, "free_form": f}
-            for utt, p, t, f in zip(self.ids, self.predictions, self.targets,
-                                    free)
+            for utt, p, t, f in zip(
+                self.ids, self.predictions, self.targets, free
+            )
         }
-        with open(path_prefix + "_predictions.json", "w",
-                  encoding="utf-8") as f:
+        with open(
+            path_prefix + "_predictions.json", "w", encoding="utf-8"
+        ) as f:
             json.dump(predictions, f, indent=1)
         if stats["count"]:
             plot_confusion(

@@ -393,7 +393,8 @@ class PromptBuilder:
         Returns
         -------
         dict
-            ``input_ids`` and ``audio_start``.
+            ``input_ids``, ``audio_start`` and ``answer_start`` (where the
+            assistant's answer, including any prefix, begins).
         """
         if mode == "asr":
             task, hint, in_prefix = "asr", False, False
@@ -408,6 +409,7 @@ class PromptBuilder:
             raise ValueError(f"Mode '{mode}' needs a transcript.")
         user = self.user_prompt(task, rng, transcript if hint else None)
         ids, audio_start = self._prompt_ids(user)
+        answer_start = len(ids)
         if (
             task == "ser"
             or in_prefix
@@ -415,4 +417,8 @@ class PromptBuilder:
         ):
             pieces = format_answer(task, transcript, "X")[:-1]
             ids += self._answer_ids(pieces)[0]
-        return {"input_ids": ids, "audio_start": audio_start}
+        return {
+            "input_ids": ids,
+            "audio_start": audio_start,
+            "answer_start": answer_start,
+        }

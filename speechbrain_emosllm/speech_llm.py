@@ -92,6 +92,10 @@ class SpeechLLM(nn.Module):
         Hub id or local folder of a chat LLM (Llama architecture).
     lora_config : peft.LoraConfig, optional
         LoRA adapters to add; the LLM stays entirely frozen when None.
+    adapter : str, optional
+        Folder of a trained LoRA adapter in PEFT's format, loaded with
+        ``peft.PeftModel.from_pretrained`` (inference; replaces
+        ``lora_config``).
     dtype : str
         Dtype of the frozen weights (``"float32"``, ``"bfloat16"``...).
         LoRA weights stay in float32.
@@ -115,6 +119,7 @@ class SpeechLLM(nn.Module):
         self,
         source,
         lora_config=None,
+        adapter=None,
         dtype="float32",
         gradient_checkpointing=False,
         cache_dir=None,
@@ -138,12 +143,16 @@ class SpeechLLM(nn.Module):
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-        if lora_config is not None:
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        elif lora_config is not None:
             from peft import get_peft_model
 
             model = get_peft_model(model, lora_config)
         self.model = model
-        self.uses_lora = lora_config is not None
+        self.uses_lora = adapter is not None or lora_config is not None
 
     @property
     def hf_model(self):

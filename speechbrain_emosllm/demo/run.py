@@ -28,8 +28,12 @@ from pathlib import Path
 
 from speechbrain_emosllm.demo.corpus import LABELS
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "MSP-Podcast" / (
-    "emosllm")
+RECIPE = (
+    Path(__file__).resolve().parents[2]
+    / "recipes"
+    / "MSP-Podcast"
+    / ("emosllm")
+)
 PHASES = ("p1_asr", "p2_asr_lora", "p3_joint")
 MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 
@@ -37,8 +41,7 @@ MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 # fit 30 minutes on 2 CPU cores (see the README).
 FULL = {
     "corpus": {"n_train": 640, "n_valid": 48, "n_test": 160},
-    "common": {"batch_size": 12, "test_batch_size": 16,
-               "max_new_tokens": 24},
+    "common": {"batch_size": 12, "test_batch_size": 16, "max_new_tokens": 24},
     "phases": {
         "p1_asr": {"number_of_epochs": 3, "lr": 0.001},
         "p2_asr_lora": {"number_of_epochs": 3, "lr": 0.0005},
@@ -48,11 +51,16 @@ FULL = {
 # Quick variant: tiny random models, a few dozen clips, same code path.
 QUICK = {
     "corpus": {"n_train": 24, "n_valid": 8, "n_test": 16},
-    "common": {"batch_size": 8, "test_batch_size": 8, "max_new_tokens": 8,
-               "n_queries": 4, "qpmapper_dim": 32, "qpmapper_ffn": 32,
-               "qpmapper_heads": 4},
-    "phases": {phase: {"number_of_epochs": 1, "lr": 0.003}
-               for phase in PHASES},
+    "common": {
+        "batch_size": 8,
+        "test_batch_size": 8,
+        "max_new_tokens": 8,
+        "n_queries": 4,
+        "qpmapper_dim": 32,
+        "qpmapper_ffn": 32,
+        "qpmapper_heads": 4,
+    },
+    "phases": {phase: {"number_of_epochs": 1, "lr": 0.003} for phase in PHASES},
 }
 
 
@@ -66,7 +74,7 @@ def peak_memory_gb():
     """Peak resident memory of this process and its children, in GB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024 ** 2
+    return max(own, children) / 1024**2
 
 
 def prepare_assets(folder, quick):
@@ -74,14 +82,20 @@ def prepare_assets(folder, quick):
     if quick:
         from speechbrain_emosllm.testing import make_tiny_llm, make_tiny_whisper
 
-        llm, encoder = os.path.join(folder, "tiny_llm"), os.path.join(
-            folder, "tiny_whisper")
+        llm, encoder = (
+            os.path.join(folder, "tiny_llm"),
+            os.path.join(folder, "tiny_whisper"),
+        )
         if not os.path.isfile(os.path.join(llm, "config.json")):
             make_tiny_llm(llm)
         if not os.path.isfile(os.path.join(encoder, "config.json")):
             make_tiny_whisper(encoder)
-        return {"llm": llm, "llm_dim": 64, "encoder": encoder,
-                "encoder_dim": 32}
+        return {
+            "llm": llm,
+            "llm_dim": 64,
+            "encoder": encoder,
+            "encoder_dim": 32,
+        }
     from speechbrain_emosllm.demo.assets import (
         materialize_smollm2,
         materialize_whisper_tiny_en,
@@ -91,7 +105,8 @@ def prepare_assets(folder, quick):
         "llm": materialize_smollm2(os.path.join(folder, "smollm2-135m")),
         "llm_dim": 576,
         "encoder": materialize_whisper_tiny_en(
-            os.path.join(folder, "whisper-tiny.en")),
+            os.path.join(folder, "whisper-tiny.en")
+        ),
         "encoder_dim": 384,
     }
 
@@ -124,15 +139,22 @@ def run_phase(phase, overrides, output):
         print(f"{phase}: already done ({done})")
         return 0.0
     start = time.time()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join(
-                   [str(RECIPE.parents[2])] + sys.path))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(RECIPE.parents[2])] + sys.path),
+    )
     result = subprocess.run(
         [sys.executable, "train.py", f"hparams/{phase}.yaml", *overrides],
-        cwd=RECIPE, env=env)
+        cwd=RECIPE,
+        env=env,
+    )
     if result.returncode != 0:
-        raise SystemExit(f"{phase} failed (exit {result.returncode}); see "
-                         f"{os.path.join(output, phase, 'log.txt')}")
+        raise SystemExit(
+            f"{phase} failed (exit {result.returncode}); see "
+            f"{os.path.join(output, phase, 'log.txt')}"
+        )
     return time.time() - start
 
 
@@ -145,11 +167,13 @@ def read_curves(output):
             continue
         points = []
         for line in open(path, encoding="utf-8"):
-            found = re.search(r"train loss: ([\d.e+-]+) - valid loss: "
-                              r"([\d.e+-]+)", line)
+            found = re.search(
+                r"train loss: ([\d.e+-]+) - valid loss: "
+                r"([\d.e+-]+)",
+                line,
+            )
             if found:
-                points.append([float(found.group(1)),
-                               float(found.group(2))])
+                points.append([float(found.group(1)), float(found.group(2))])
         curves[phase] = points
     return curves
 
@@ -185,21 +209,29 @@ def mode_results(output, corpus):
     manifest = json.load(open(os.path.join(corpus, "test.json")))
     results = {}
     for mode in MODES:
-        predictions = json.load(open(os.path.join(
-            folder, f"{mode}_predictions.json")))
+        predictions = json.load(
+            open(os.path.join(folder, f"{mode}_predictions.json"))
+        )
         entry = {}
-        for subset, keep in (("all", lambda u: True),
-                             ("with_emotion_words",
-                              lambda u: manifest[u]["emotion_words"]),
-                             ("without_emotion_words",
-                              lambda u: not manifest[u]["emotion_words"])):
+        for subset, keep in (
+            ("all", lambda u: True),
+            ("with_emotion_words", lambda u: manifest[u]["emotion_words"]),
+            (
+                "without_emotion_words",
+                lambda u: not manifest[u]["emotion_words"],
+            ),
+        ):
             metrics = EmotionMetrics(LABELS)
             ids = [u for u in predictions if keep(u)]
-            metrics.append(ids, [predictions[u]["prediction"] for u in ids],
-                           [predictions[u]["target"] for u in ids])
+            metrics.append(
+                ids,
+                [predictions[u]["prediction"] for u in ids],
+                [predictions[u]["target"] for u in ids],
+            )
             stats = metrics.summarize()
-            entry[subset] = {k: stats.get(k) for k in
-                             ("count", "accuracy", "macro_f1")}
+            entry[subset] = {
+                k: stats.get(k) for k in ("count", "accuracy", "macro_f1")
+            }
         entry["invalid_rate"] = summary.get(f"{mode}_invalid")
         entry["confusion_png"] = os.path.join(folder, f"{mode}.png")
         results[mode] = entry
@@ -213,18 +245,24 @@ def mode_results(output, corpus):
 
 def print_table(results, timings, peak):
     """The results table of the terminal."""
-    print(f"\n{'mode':<17}{'acc':>7}{'macro-F1':>10}{'F1 w/ words':>13}"
-          f"{'F1 w/o words':>14}{'WER %':>8}")
+    print(
+        f"\n{'mode':<17}{'acc':>7}{'macro-F1':>10}{'F1 w/ words':>13}"
+        f"{'F1 w/o words':>14}{'WER %':>8}"
+    )
     for mode in MODES:
         entry = results[mode]
         wer = entry.get("WER")
-        print(f"{mode:<17}{entry['all']['accuracy']:>7.3f}"
-              f"{entry['all']['macro_f1']:>10.3f}"
-              f"{entry['with_emotion_words']['macro_f1']:>13.3f}"
-              f"{entry['without_emotion_words']['macro_f1']:>14.3f}"
-              f"{'' if wer is None else f'{wer:.1f}':>8}")
-    print("\nwall time per stage: " + ", ".join(
-        f"{k} {v:.0f}s" for k, v in timings.items()))
+        print(
+            f"{mode:<17}{entry['all']['accuracy']:>7.3f}"
+            f"{entry['all']['macro_f1']:>10.3f}"
+            f"{entry['with_emotion_words']['macro_f1']:>13.3f}"
+            f"{entry['without_emotion_words']['macro_f1']:>14.3f}"
+            f"{'' if wer is None else f'{wer:.1f}':>8}"
+        )
+    print(
+        "\nwall time per stage: "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
+    )
     print(f"peak memory: {peak:.2f} GB")
 
 
@@ -238,8 +276,11 @@ def main(argv=None):
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="results/demo")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny random models and a few dozen clips")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny random models and a few dozen clips",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
@@ -247,8 +288,14 @@ def main(argv=None):
     os.makedirs(output, exist_ok=True)
     timings = {}
 
-    banner("1/4 assets: " + ("tiny random models" if args.quick else
-                             "SmolLM2-135M-Instruct + Whisper tiny.en"))
+    banner(
+        "1/4 assets: "
+        + (
+            "tiny random models"
+            if args.quick
+            else "SmolLM2-135M-Instruct + Whisper tiny.en"
+        )
+    )
     start = time.time()
     assets = prepare_assets(os.path.join(output, "assets"), args.quick)
     timings["assets"] = time.time() - start
@@ -264,8 +311,10 @@ def main(argv=None):
     for index, phase in enumerate(PHASES, start=1):
         banner(f"3/4 phase {index}/3: {phase}")
         timings[phase] = run_phase(
-            phase, phase_overrides(config, assets, corpus, output, phase),
-            output)
+            phase,
+            phase_overrides(config, assets, corpus, output, phase),
+            output,
+        )
 
     banner("4/4 results (held-out voices)")
     results = mode_results(output, corpus)
@@ -281,8 +330,9 @@ def main(argv=None):
         "curves": curves,
         "training_curves_png": os.path.join(output, "training_curves.png"),
     }
-    with open(os.path.join(output, "demo_results.json"), "w",
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(output, "demo_results.json"), "w", encoding="utf-8"
+    ) as f:
         json.dump(report, f, indent=2)
     print(f"\nResults: {os.path.join(output, 'demo_results.json')}")
     return report

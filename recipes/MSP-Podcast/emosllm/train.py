@@ -40,17 +40,16 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm import EmotionMetrics, PromptBuilder
+from speechbrain_emosllm.decoding import TRANSCRIBING_MODES, EmotionDecoder
 from speechbrain_emosllm.features import (
     cache_encoder_outputs,
     feature_cache_key,
     load_cached_features,
 )
 from speechbrain_emosllm.hparams import compose_hparams
-from speechbrain_emosllm.prompts import INFERENCE_MODES, parse_answer
 from speechbrain_emosllm.speech_llm import relative_to_absolute
 
 logger = get_logger(__name__)
-SCORED_MODES = tuple(INFERENCE_MODES)
 
 
 class EmoSLLM(sb.Brain):
@@ -106,89 +105,27 @@ class EmoSLLM(sb.Brain):
         done += self.step / max(self.steps_per_epoch, 1)
         return float(self.hparams.asr_loss_weight(done / epochs))
 
-    def _prefix_batch(self, prefixes):
-        ids = [p["input_ids"] for p in prefixes]
-        lengths = torch.tensor([len(row) for row in ids], device=self.device)
-        padded = torch.zeros(
-            len(ids), int(lengths.max()), dtype=torch.long, device=self.device
-        )
-        for row, row_ids in enumerate(ids):
-            padded[row, : len(row_ids)] = torch.tensor(row_ids)
-        starts = torch.tensor(
-            [p["audio_start"] for p in prefixes], device=self.device
-        )
-        return padded, lengths, starts
-
-    def _generate(self, audio_embeddings, prefixes):
-        ids, lengths, starts = self._prefix_batch(prefixes)
-        generated = self.modules.speech_llm.generate(
-            audio_embeddings,
-            ids,
-            lengths,
-            starts,
-            self.hparams.max_new_tokens,
-            self.builder.end_of_turn_ids,
-        )
-        prefix_texts = [
-            self.builder.decode(
-                p["input_ids"][p["audio_start"] + self.builder.n_queries :]
-            )
-            for p in prefixes
-        ]
-        # Parse what follows the assistant header: prefix tail + generation.
-        return [
-            text.split("\n")[-1]
-            + self.builder.tokenizer.decode(row, skip_special_tokens=True)
-            for text, row in zip(prefix_texts, generated)
-        ]
-
-    def _score(self, audio_embeddings, prefixes):
-        ids, lengths, starts = self._prefix_batch(prefixes)
-        scores = self.modules.speech_llm.score_labels(
-            audio_embeddings, ids, lengths, starts, self.builder.label_ids
-        )
-        return [self.labels[i] for i in scores.argmax(-1).tolist()]
-
     def evaluate_modes(self, audio_embeddings, batch):
         """Runs every evaluation mode on a batch and updates the metrics."""
         rng = random.Random(0) if self.hparams.shuffle_eval_prompts else None
-        audio = audio_embeddings.detach()
         for mode in self.eval_modes:
-            needs_reference = mode in ("prompt_hint", "joint_oracle")
-            if mode in ("asr", "joint_generated"):
-                prefixes = [
-                    self.builder.inference_prefix(mode, rng=rng)
-                    for _ in batch.id
-                ]
-                answers = self._generate(audio, prefixes)
-                parsed = [parse_answer(a, self.labels) for a in answers]
-                hyps = [(t or "") for t, _ in parsed]
+            out = self.decoder.decode(
+                audio_embeddings.detach(),
+                mode,
+                batch.wrd,
+                free_generation=self.hparams.free_generation,
+                rng=rng,
+            )
+            if "transcripts" in out:
                 self.wer[mode].append(
                     batch.id,
-                    [normalize_words(h) for h in hyps],
-                    [normalize_words(r) for r in batch.wrd],
+                    [normalize_words(text) for text in out["transcripts"]],
+                    [normalize_words(text) for text in batch.wrd],
                 )
-                if mode == "asr":
-                    continue
-                free = [e for _, e in parsed]
-                prefixes = [
-                    self.builder.inference_prefix(mode, h, rng) for h in hyps
-                ]
-            else:
-                prefixes = [
-                    self.builder.inference_prefix(
-                        mode, ref if needs_reference else None, rng
-                    )
-                    for ref in batch.wrd
-                ]
-                free = None
-                if self.hparams.free_generation:
-                    free = [
-                        parse_answer(a, self.labels)[1]
-                        for a in self._generate(audio, prefixes)
-                    ]
-            predictions = self._score(audio, prefixes)
-            self.emotion[mode].append(batch.id, predictions, batch.emo, free)
+            if "labels" in out:
+                self.emotion[mode].append(
+                    batch.id, out["labels"], batch.emo, out.get("free_form")
+                )
 
     def on_stage_start(self, stage, epoch=None):
         """Resets the evaluation metrics."""
@@ -212,7 +149,7 @@ class EmoSLLM(sb.Brain):
                 stats[f"{mode}_macro_f1"] = summary["macro_f1"]
                 if "invalid_rate" in summary:
                     stats[f"{mode}_invalid"] = summary["invalid_rate"]
-            if mode in ("asr", "joint_generated"):
+            if mode in TRANSCRIBING_MODES:
                 stats[f"{mode}_WER"] = self.wer[mode].summarize("error_rate")
         return stats
 
@@ -276,7 +213,7 @@ class EmoSLLM(sb.Brain):
                 self.emotion[mode].write_report(
                     os.path.join(folder, mode), f"{self.test_name} - {mode}"
                 )
-            if mode in ("asr", "joint_generated"):
+            if mode in TRANSCRIBING_MODES:
                 with open(
                     os.path.join(folder, f"{mode}_wer.txt"),
                     "w",
@@ -542,7 +479,10 @@ def main():
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    brain.builder, brain.labels = builder, labels
+    brain.labels = labels
+    brain.decoder = EmotionDecoder(
+        speech_llm, builder, hparams["max_new_tokens"]
+    )
     if hparams["feature_cache"]:
         # The encoder is frozen in every phase: encode each clip once.
         for data in (train_data, valid_data, *test_sets.values()):
