@@ -23,4 +23,7 @@ setup(
     packages=find_packages(include=["speechbrain_emosllm*"]),
     install_requires=REQUIREMENTS,
     extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6"]},
+    entry_points={
+        "console_scripts": ["emosllm-infer=speechbrain_emosllm.cli:main"],
+    },
 )

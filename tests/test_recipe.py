@@ -2,51 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import RECIPE, recipe_overrides
-
-PHASES = ["p1_asr", "p2_asr_lora", "p3_joint"]
-
-
-def run(args, cwd=RECIPE, merge_output=True):
-    """Runs python with ``args``; ``.stdout`` holds the log when merged."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        timeout=600,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
-    )
-
-
-def train(phase, overrides):
-    return run(["train.py", f"hparams/{phase}.yaml", *overrides])
-
-
-@pytest.fixture(scope="module")
-def curriculum(tiny_models, tiny_corpus, tmp_path_factory):
-    output = str(tmp_path_factory.mktemp("results"))
-    overrides = recipe_overrides(
-        tiny_models,
-        tiny_corpus,
-        output,
-        qpmapper_dim=32,
-        qpmapper_ffn=32,
-        qpmapper_heads=4,
-        number_of_epochs=2,
-    )
-    results = {}
-    for phase in PHASES:
-        results[phase] = train(phase, overrides)
-        assert results[phase].returncode == 0, results[phase].stdout[-3000:]
-    return output, overrides, results
+from conftest import PHASES, RECIPE, recipe_overrides, run, train
 
 
 def best_checkpoint_files(phase_folder):

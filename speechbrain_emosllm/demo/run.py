@@ -37,15 +37,18 @@ RECIPE = (
 PHASES = ("p1_asr", "p2_asr_lora", "p3_joint")
 MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 
-# Full demo: real weights. Phase lengths and learning rates were tuned to
-# fit 30 minutes on 2 CPU cores (see the README).
+# Full demo: real weights. Sizes, phase lengths and learning rates were
+# chosen to fit 30 minutes on 2 CPU cores (see the README). Phases 1 and 2
+# skip their test stage: only phase 3's results are reported.
 FULL = {
-    "corpus": {"n_train": 640, "n_valid": 48, "n_test": 160},
-    "common": {"batch_size": 12, "test_batch_size": 16, "max_new_tokens": 24},
+    "corpus": {"n_train": 400, "n_valid": 40, "n_test": 120},
+    "common": {"batch_size": 12, "test_batch_size": 16,
+               "max_new_tokens": 24},
     "phases": {
-        "p1_asr": {"number_of_epochs": 3, "lr": 0.001},
-        "p2_asr_lora": {"number_of_epochs": 3, "lr": 0.0005},
-        "p3_joint": {"number_of_epochs": 4, "lr": 0.0005},
+        "p1_asr": {"number_of_epochs": 2, "lr": 0.001, "test_modes": "[]"},
+        "p2_asr_lora": {"number_of_epochs": 2, "lr": 0.0005,
+                        "test_modes": "[]"},
+        "p3_joint": {"number_of_epochs": 3, "lr": 0.0005},
     },
 }
 # Quick variant: tiny random models, a few dozen clips, same code path.
@@ -134,7 +137,7 @@ def phase_overrides(config, assets, corpus, output, phase):
 
 def run_phase(phase, overrides, output):
     """Runs one phase with train.py unless it already finished."""
-    done = os.path.join(output, phase, "test_test1", "summary.json")
+    done = os.path.join(output, phase, "demo_phase_done")
     if os.path.isfile(done):
         print(f"{phase}: already done ({done})")
         return 0.0
@@ -237,9 +240,6 @@ def mode_results(output, corpus):
         results[mode] = entry
     wer = summary.get("joint_generated_WER")
     results["joint_generated"]["WER"] = wer
-    p2 = os.path.join(output, "p2_asr_lora", "test_test1", "summary.json")
-    if os.path.isfile(p2):
-        results["asr_after_p2_WER"] = json.load(open(p2)).get("asr_WER")
     return results
 
 

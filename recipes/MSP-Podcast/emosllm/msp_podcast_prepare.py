@@ -23,22 +23,10 @@ import logging
 import os
 from collections import Counter
 
+from speechbrain_emosllm.labels import EMOTION_CODES, emotion_labels
+
 logger = logging.getLogger(__name__)
 
-EMOTION_CODES = {
-    "N": "Neutral",
-    "H": "Happy",
-    "S": "Sad",
-    "A": "Angry",
-    "U": "Surprise",
-    "F": "Fear",
-    "D": "Disgust",
-    "C": "Contempt",
-}
-CLASS_SETS = {
-    8: list(EMOTION_CODES.values()),
-    4: ["Neutral", "Happy", "Sad", "Angry"],
-}
 SPLIT_FILES = {
     "Train": "train.json",
     "Development": "valid.json",
@@ -46,28 +34,6 @@ SPLIT_FILES = {
     "Test2": "test2.json",
 }
 OPTIONS_FILE = "prepare_options.json"
-
-
-def emotion_labels(n_classes):
-    """Class names of a protocol.
-
-    Arguments
-    ---------
-    n_classes : int
-        8 or 4.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> emotion_labels(4)
-    ['Neutral', 'Happy', 'Sad', 'Angry']
-    """
-    if n_classes not in CLASS_SETS:
-        raise ValueError(f"n_classes must be 8 or 4, not {n_classes}.")
-    return list(CLASS_SETS[n_classes])
 
 
 def check_audio(path):

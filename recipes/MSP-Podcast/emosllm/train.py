@@ -30,16 +30,15 @@ import speechbrain as sb
 import torch
 import torchaudio
 from hyperpyyaml import load_hyperpyyaml, resolve_references
-from speechbrain.utils.checkpoints import (
-    DEFAULT_LOAD_HOOKS,
-    DEFAULT_TRANSFER_HOOKS,
-    Checkpointer,
-    get_default_hook,
-)
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm import EmotionMetrics, PromptBuilder
+from speechbrain_emosllm.checkpoints import (
+    SELECTION_KEY,
+    find_best_checkpoint,
+    transfer_parameters,
+)
 from speechbrain_emosllm.decoding import TRANSCRIBING_MODES, EmotionDecoder
 from speechbrain_emosllm.features import (
     cache_encoder_outputs,
@@ -47,6 +46,7 @@ from speechbrain_emosllm.features import (
     load_cached_features,
 )
 from speechbrain_emosllm.hparams import compose_hparams
+from speechbrain_emosllm.labels import emotion_labels
 from speechbrain_emosllm.speech_llm import relative_to_absolute
 
 logger = get_logger(__name__)
@@ -173,8 +173,8 @@ class EmoSLLM(sb.Brain):
                 valid_stats=stats,
             )
             self.checkpointer.save_and_keep_only(
-                meta={**stats, "selection_error": self.selection_error(stats)},
-                min_keys=["selection_error"],
+                meta={**stats, SELECTION_KEY: self.selection_error(stats)},
+                min_keys=[SELECTION_KEY],
             )
         else:
             self.hparams.train_logger.log_stats(
@@ -237,51 +237,12 @@ class EmoSLLM(sb.Brain):
         if folder is None:
             return
         checkpoint = find_best_checkpoint(folder)
-        loaded = []
-        for name in ("qpmapper", "speech_llm"):
-            path = checkpoint.paramfiles.get(name)
-            if path is None:
-                continue
-            module = getattr(self.modules, name)
-            hook = get_default_hook(module, DEFAULT_TRANSFER_HOOKS)
-            if hook is None:
-                hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
-            hook(module, path)
-            loaded.append(name)
-        logger.info(
-            "Phase %s starts from %s (%s).",
-            self.hparams.phase,
-            checkpoint.path,
-            ", ".join(loaded),
-        )
-
-
-def find_best_checkpoint(phase_folder):
-    """The checkpoint a phase selected as its best.
-
-    Arguments
-    ---------
-    phase_folder : str
-        Output folder of a finished phase.
-
-    Returns
-    -------
-    speechbrain.utils.checkpoints.Checkpoint
-    """
-    save_folder = os.path.join(phase_folder, "save")
-    checkpoint = None
-    if os.path.isdir(save_folder):
-        checkpoint = Checkpointer(save_folder).find_checkpoint(
-            min_key="selection_error"
-        )
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"This phase starts from the best checkpoint of the previous "
-            f"one, but {save_folder} holds none: run the previous phase "
-            "first (same --seed and output folders), or point "
-            "--previous_phase_folder at its output folder."
-        )
-    return checkpoint
+        loaded = transfer_parameters(checkpoint, {
+            "qpmapper": self.modules.qpmapper,
+            "speech_llm": self.modules.speech_llm,
+        })
+        logger.info("Phase %s starts from %s (%s).", self.hparams.phase,
+                    checkpoint.path, ", ".join(loaded))
 
 
 def normalize_words(text):
@@ -449,8 +410,6 @@ def main():
             },
         )
 
-    from msp_podcast_prepare import emotion_labels
-
     labels = emotion_labels(hparams["n_classes"])
     speech_llm = hparams["speech_llm"]
     builder = PromptBuilder(
@@ -521,7 +480,7 @@ def main():
         brain.test_name = name
         brain.evaluate(
             test_data,
-            min_key="selection_error",
+            min_key=SELECTION_KEY,
             test_loader_kwargs=loader_opts["test"],
         )
 

@@ -1,0 +1,119 @@
+"""Inference latency per mode, and label scoring vs free generation.
+
+    python benchmarks/inference_latency.py [--llm smollm2-135m-instruct]
+        [--llm-source FOLDER] [--repeats 5]
+
+Builds the LLM of a preset from its config with random weights (no
+download), or loads ``--llm-source``; audio embeddings are random (the
+encoder and QPMapper costs are the same for every mode and are timed
+separately). Prints, per mode, the latency per utterance (batch 1), then
+the ratio of label scoring (one pass over the prompt, one batched pass
+over the label continuations reusing its KV cache) to the free generation
+of the joint answer it replaces, and to scoring without the KV cache.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import ruamel.yaml
+import torch
+
+from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
+from speechbrain_emosllm.decoding import EmotionDecoder
+from speechbrain_emosllm.hparams import preset_path
+from speechbrain_emosllm.labels import emotion_labels
+
+TRANSCRIPT = "so i told him that we would meet again next week at the office"
+
+
+def build_llm(preset, source):
+    if source:
+        return SpeechLLM(source)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from speechbrain_emosllm.testing import make_tiny_tokenizer
+
+    config = dict(ruamel.yaml.YAML().load(open(preset_path(
+        "llm_preset", preset)))["llm_config"])
+    model_type = config.pop("model_type")
+    folder = tempfile.mkdtemp()
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(model_type, **config)).save_pretrained(folder)
+    # A small ChatML tokenizer: ids stay below the preset's vocabulary.
+    make_tiny_tokenizer(2000).save_pretrained(folder)
+    return SpeechLLM(folder)
+
+
+def timed(function, repeats):
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])  # first call warms up
+
+
+def naive_scores(llm, builder, audio, prefix):
+    """Scores labels with one full forward pass per label (no KV cache)."""
+    scores = []
+    for label in builder.label_ids:
+        ids = torch.tensor([prefix["input_ids"] + label])
+        embeds = llm.embed_with_audio(
+            ids, torch.tensor([prefix["audio_start"]]), audio)
+        logp = llm.model(inputs_embeds=embeds).logits[0].log_softmax(-1)
+        n = len(prefix["input_ids"])
+        scores.append(sum(logp[n - 1 + j, t] for j, t in enumerate(label)))
+    return torch.stack(scores)
+
+
+@torch.no_grad()
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--llm", default="smollm2-135m-instruct")
+    parser.add_argument("--llm-source", default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n-classes", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    llm = build_llm(args.llm, args.llm_source).eval()
+    labels = emotion_labels(args.n_classes)
+    builder = PromptBuilder(llm.tokenizer, labels, 32)
+    decoder = EmotionDecoder(llm, builder, max_new_tokens=40)
+    mapper = QPMapper(1024, llm.hidden_size).eval()
+    frames = torch.randn(1, 250, 1024)  # 5 s of WavLM Large frames
+    audio = mapper(frames)
+    print(f"LLM: {args.llm_source or args.llm} "
+          f"({sum(p.numel() for p in llm.parameters()) / 1e6:.0f}M), "
+          f"{len(labels)} labels, batch 1, CPU threads "
+          f"{torch.get_num_threads()}")
+    print(f"QPMapper (5 s clip): {1000 * timed(lambda: mapper(frames), args.repeats):.1f} ms")
+    print(f"\n{'mode':<18}{'ms / utterance':>16}")
+    for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):
+        seconds = timed(lambda m=mode: decoder.decode(audio, m, [TRANSCRIPT]),
+                        args.repeats)
+        print(f"{mode:<18}{1000 * seconds:>16.1f}")
+
+    prefix = builder.inference_prefix("joint_oracle", TRANSCRIPT)
+    answer_start = builder.inference_prefix("joint_generated")
+    answer_tokens = len(builder.encode(
+        f"| ASR: {TRANSCRIPT} | Emotion: Neutral")) + 1
+    scoring = timed(lambda: decoder.score(audio, [prefix]), args.repeats)
+    decoder.max_new_tokens = answer_tokens
+    # Random weights rarely stop early: this generates the answer's length.
+    generation = timed(lambda: decoder.generate(audio, [answer_start]),
+                       args.repeats)
+    naive = timed(lambda: naive_scores(llm, builder, audio, prefix),
+                  args.repeats)
+    print(f"\nlabel scoring with KV cache:     {1000 * scoring:8.1f} ms")
+    print(f"free generation of the answer:   {1000 * generation:8.1f} ms "
+          f"({answer_tokens} tokens)")
+    print(f"label scoring without KV cache:  {1000 * naive:8.1f} ms")
+    print(f"ratio scoring / generation:      {scoring / generation:8.2f}")
+    print(f"ratio scoring / uncached scoring:{scoring / naive:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Finding a phase's best checkpoint and starting the next phase from it.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import os
+
+from speechbrain.utils.checkpoints import (
+    DEFAULT_LOAD_HOOKS,
+    DEFAULT_TRANSFER_HOOKS,
+    Checkpointer,
+    get_default_hook,
+)
+
+# Every phase stores this lower-is-better number in its checkpoints' meta:
+# validation loss or WER in P1/P2, 1 - macro-F1 in P3.
+SELECTION_KEY = "selection_error"
+
+
+def find_best_checkpoint(phase_folder):
+    """The checkpoint a phase selected as its best.
+
+    Arguments
+    ---------
+    phase_folder : str
+        Output folder of a phase (its checkpoints are in ``save/``).
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+
+    Example
+    -------
+    >>> find_best_checkpoint("no/such/phase")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: This phase starts from the best checkpoint of ...
+    """
+    save_folder = os.path.join(phase_folder, "save")
+    checkpoint = None
+    if os.path.isdir(save_folder):
+        checkpoint = Checkpointer(save_folder).find_checkpoint(
+            min_key=SELECTION_KEY)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            "This phase starts from the best checkpoint of the previous "
+            f"one, but {save_folder} holds none: run the previous phase "
+            "first (same --seed and output folders), or point "
+            "--previous_phase_folder at its output folder."
+        )
+    return checkpoint
+
+
+def transfer_parameters(checkpoint, modules):
+    """Loads the parameter files of ``checkpoint`` into ``modules``.
+
+    Uses each module's SpeechBrain transfer (or load) hook, so custom
+    savers such as the LoRA-only one of ``SpeechLLM`` are honoured.
+    Modules without a file in the checkpoint are left untouched.
+
+    Arguments
+    ---------
+    checkpoint : speechbrain.utils.checkpoints.Checkpoint
+        Source checkpoint.
+    modules : dict
+        Recoverable name -> module.
+
+    Returns
+    -------
+    list of str
+        Names of the modules that were loaded.
+    """
+    loaded = []
+    for name, module in modules.items():
+        path = checkpoint.paramfiles.get(name)
+        if path is None:
+            continue
+        hook = get_default_hook(module, DEFAULT_TRANSFER_HOOKS)
+        if hook is None:
+            hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
+        hook(module, path)
+        loaded.append(name)
+    return loaded

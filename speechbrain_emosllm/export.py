@@ -1,0 +1,193 @@
+"""Exports a finished phase-3 folder as a self-contained inference model.
+
+    python -m speechbrain_emosllm.export <phase folder> <model folder>
+
+The model folder holds ``hyperparams.yaml`` (for
+``speechbrain_emosllm.inference.EmotionLLM.from_hparams``), the QPMapper
+weights (``qpmapper.ckpt``), the LoRA adapter in PEFT's format
+(``lora_adapter/``: ``peft.PeftModel.from_pretrained(base_llm, <it>)``
+loads it), ``labels.json``, and references to the encoder and base LLM.
+The training folder is only read.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import argparse
+import json
+import os
+import shutil
+from io import StringIO
+
+import ruamel.yaml
+import torch
+
+from speechbrain_emosllm.checkpoints import find_best_checkpoint
+from speechbrain_emosllm.labels import emotion_labels
+
+ADAPTER_DIR = "lora_adapter"
+
+INFERENCE_YAML = """\
+# EmoSLLM inference model, exported from
+#   {phase_folder}
+#   (checkpoint {checkpoint})
+# Load with:
+#   EmotionLLM.from_hparams(source=<this folder>, savedir=<a folder>)
+model_folder: !PLACEHOLDER   # set by EmotionLLM.from_hparams
+hub_cache: !ref <model_folder>/hub_cache
+
+labels: {labels}
+n_queries: {n_queries}
+sample_rate: {sample_rate}
+# Longer files are cut into windows of this length (see classify_file).
+max_audio_seconds: {max_audio_seconds}
+system_prompt: {system_prompt}
+chat_template_kwargs: {chat_template_kwargs}
+max_new_tokens: {max_new_tokens}
+
+encoder_source: {encoder_source}
+llm_source: {llm_source}
+llm_dtype: float32
+
+"""
+
+
+def _flow(value):
+    stream = StringIO()
+    yaml = ruamel.yaml.YAML()
+    yaml.default_flow_style = True
+    yaml.dump(value, stream)
+    return stream.getvalue().strip().removesuffix("...").strip()
+
+
+def _absolute(source, folder):
+    """A local source as an absolute path; a Hub id unchanged."""
+    candidate = os.path.join(folder, source)
+    return os.path.abspath(candidate) if os.path.exists(candidate) else source
+
+
+def export_model(phase_folder, model_folder):
+    """Writes the inference model folder of a finished phase.
+
+    Arguments
+    ---------
+    phase_folder : str
+        Output folder of a phase (``.../p3_joint``) with ``hyperparams.yaml``
+        and ``save/``.
+    model_folder : str
+        New folder to write; must not exist yet or be empty.
+
+    Returns
+    -------
+    str
+        ``model_folder``.
+    """
+    from safetensors.torch import save_file
+
+
+    if os.path.isdir(model_folder) and os.listdir(model_folder):
+        raise FileExistsError(f"{model_folder} is not empty; choose a new "
+                              "folder (nothing was overwritten).")
+    hparams_path = os.path.join(phase_folder, "hyperparams.yaml")
+    if not os.path.isfile(hparams_path):
+        raise FileNotFoundError(
+            f"{hparams_path} not found: is {phase_folder} the output folder "
+            "of a training phase?")
+    checkpoint = find_best_checkpoint(phase_folder)
+    yaml = ruamel.yaml.YAML()
+    with open(hparams_path, encoding="utf-8") as f:
+        tree = yaml.load(f)
+
+    labels = emotion_labels(tree["n_classes"])
+    encoder = tree["encoder"]
+    encoder["source"] = "!REF_ENCODER"
+    encoder["save_path"] = "!REF_CACHE"
+    stream = StringIO()
+    yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
+    modules_yaml = (stream.getvalue()
+                    .replace("'!REF_ENCODER'", "!ref <encoder_source>")
+                    .replace("!REF_ENCODER", "!ref <encoder_source>")
+                    .replace("'!REF_CACHE'", "!ref <hub_cache>")
+                    .replace("!REF_CACHE", "!ref <hub_cache>"))
+
+    os.makedirs(model_folder, exist_ok=True)
+    header = INFERENCE_YAML.format(
+        phase_folder=os.path.abspath(phase_folder),
+        checkpoint=os.path.basename(checkpoint.path),
+        labels=_flow(labels),
+        n_queries=tree["n_queries"],
+        sample_rate=tree["sample_rate"],
+        max_audio_seconds=tree["max_train_seconds"],
+        system_prompt=_flow(tree["system_prompt"]),
+        chat_template_kwargs=_flow(dict(tree["llm_chat_template_kwargs"])),
+        max_new_tokens=tree["max_new_tokens"],
+        encoder_source=_absolute(tree["encoder_source"], phase_folder),
+        llm_source=_absolute(tree["llm_source"], phase_folder),
+    )
+    footer = f"""
+speech_llm: !new:speechbrain_emosllm.SpeechLLM
+    source: !ref <llm_source>
+    adapter: !ref <model_folder>/{ADAPTER_DIR}
+    dtype: !ref <llm_dtype>
+    cache_dir: !ref <hub_cache>
+
+modules:
+    encoder: !ref <encoder>
+    qpmapper: !ref <qpmapper>
+    speech_llm: !ref <speech_llm>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        qpmapper: !ref <qpmapper>
+    paths:
+        qpmapper: !ref <model_folder>/qpmapper.ckpt
+"""
+    with open(os.path.join(model_folder, "hyperparams.yaml"), "w",
+              encoding="utf-8") as f:
+        f.write(header + modules_yaml + footer)
+    shutil.copyfile(checkpoint.paramfiles["qpmapper"],
+                    os.path.join(model_folder, "qpmapper.ckpt"))
+
+    lora_state = torch.load(checkpoint.paramfiles["speech_llm"],
+                            map_location="cpu")
+    if not lora_state:
+        raise ValueError(f"{checkpoint.path} has no LoRA weights: export a "
+                         "phase trained with LoRA (P2 or P3).")
+    lora = tree["lora_config"]
+    adapter_folder = os.path.join(model_folder, ADAPTER_DIR)
+    os.makedirs(adapter_folder)
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["lora_alpha"],
+        lora_dropout=lora["lora_dropout"],
+        target_modules=list(lora["target_modules"]),
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=_absolute(tree["llm_source"], phase_folder),
+    )
+    config.save_pretrained(adapter_folder)
+    save_file({k: v.contiguous() for k, v in lora_state.items()},
+              os.path.join(adapter_folder, "adapter_model.safetensors"))
+    with open(os.path.join(model_folder, "labels.json"), "w",
+              encoding="utf-8") as f:
+        json.dump(labels, f)
+    return model_folder
+
+
+def main(argv=None):
+    """Command line: ``<phase folder> <model folder>``.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments (``sys.argv[1:]`` when None).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("phase_folder")
+    parser.add_argument("model_folder")
+    args = parser.parse_args(argv)
+    print(export_model(args.phase_folder, args.model_folder))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Export -> EmotionLLM -> classify, the PEFT adapter, bad inputs, CLI."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import run
+
+from speechbrain_emosllm import SpeechLLM
+from speechbrain_emosllm.checkpoints import find_best_checkpoint
+from speechbrain_emosllm.cli import infer
+from speechbrain_emosllm.export import ADAPTER_DIR, export_model
+from speechbrain_emosllm.inference import EmotionLLM
+
+
+@pytest.fixture(scope="module")
+def exported(curriculum, tmp_path_factory):
+    output, _, _ = curriculum
+    folder = str(tmp_path_factory.mktemp("export") / "model")
+    before = sorted(os.listdir(os.path.join(output, "p3_joint")))
+    export_model(os.path.join(output, "p3_joint"), folder)
+    assert sorted(os.listdir(os.path.join(output, "p3_joint"))) == before
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(exported, tmp_path_factory):
+    return EmotionLLM.from_hparams(
+        source=exported, savedir=str(tmp_path_factory.mktemp("savedir")))
+
+
+def test_export_layout(exported):
+    names = set(os.listdir(exported))
+    assert {"hyperparams.yaml", "qpmapper.ckpt", "labels.json",
+            ADAPTER_DIR} <= names
+    assert json.load(open(os.path.join(exported, "labels.json"))) == [
+        "Neutral", "Happy", "Sad", "Angry"]
+    with pytest.raises(FileExistsError, match="not empty"):
+        export_model("unused", exported)
+
+
+def test_peft_loads_the_adapter_with_identical_logits(curriculum, exported,
+                                                      tiny_models):
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["llm"])
+    plain = PeftModel.from_pretrained(base, os.path.join(exported,
+                                                         ADAPTER_DIR)).eval()
+    trained = SpeechLLM(tiny_models["llm"], lora_config=LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    checkpoint = find_best_checkpoint(os.path.join(curriculum[0], "p3_joint"))
+    trained._load(checkpoint.paramfiles["speech_llm"])
+    trained.eval()
+    ids = torch.randint(0, 300, (2, 12))
+    expected = trained.model(input_ids=ids).logits
+    torch.testing.assert_close(plain(input_ids=ids).logits, expected)
+    untrained = AutoModelForCausalLM.from_pretrained(tiny_models["llm"])
+    assert not torch.allclose(untrained(input_ids=ids).logits, expected)
+
+
+def test_predictions_match_the_training_time_evaluation(curriculum, model,
+                                                        tiny_corpus):
+    """Same batches as the recipe's test loader: same labels per mode."""
+    output, _, _ = curriculum
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    ids = list(manifest)
+    folder = os.path.join(output, "p3_joint", "test_test1")
+    for mode in ("joint_generated", "ser_only", "joint_oracle"):
+        expected = json.load(open(os.path.join(
+            folder, f"{mode}_predictions.json")))
+        for start in range(0, len(ids), 4):
+            group = ids[start:start + 4]
+            signals = [model.load_audio(manifest[u]["wav"]) for u in group]
+            lengths = torch.tensor([len(s) for s in signals], dtype=torch.float)
+            batch = torch.zeros(len(group), int(lengths.max()))
+            for row, signal in enumerate(signals):
+                batch[row, : len(signal)] = signal
+            results = model.classify_batch(
+                batch, lengths / lengths.max(), mode,
+                transcripts=[manifest[u]["wrd"] for u in group])
+            for utt, result in zip(group, results):
+                assert result["label"] == expected[utt]["prediction"], mode
+                assert sum(result["probabilities"].values()) == \
+                    pytest.approx(1.0, abs=1e-4)
+
+
+def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    wav, rate = soundfile.read(next(iter(manifest.values()))["wav"])
+    stereo = np.stack([wav[::2], 0.5 * wav[::2]], axis=1)  # 8 kHz stereo
+    path = str(tmp_path / "stereo8k.wav")
+    soundfile.write(path, stereo, rate // 2)
+    result = model.classify_file(path)
+    assert result["label"] in model.labels
+    assert isinstance(result["transcript"], str)
+    assert result["windows"] == 1
+    long_path = str(tmp_path / "long.wav")
+    soundfile.write(long_path, np.concatenate([wav] * 3), rate)
+    model.hparams.max_audio_seconds = len(wav) / rate * 1.2
+    try:
+        long_result = model.classify_file(long_path, mode="ser_only")
+    finally:
+        model.hparams.max_audio_seconds = 15.0
+    assert long_result["windows"] == 3
+    assert long_result["label"] in model.labels
+    assert model.transcribe_file(path) == model.classify_file(
+        path, mode="asr")["transcript"]
+
+
+def test_bad_inputs_give_errors_that_name_the_file(model, tmp_path):
+    missing = str(tmp_path / "missing.wav")
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        model.classify_file(missing)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.wav"):
+        model.classify_file(str(empty))
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF garbage")
+    with pytest.raises(ValueError, match="corrupt.wav"):
+        model.classify_file(str(corrupt))
+    with pytest.raises(ValueError, match="Unknown mode 'chat'"):
+        model.classify_batch(torch.zeros(1, 8000), mode="chat")
+    with pytest.raises(ValueError, match="needs the reference transcript"):
+        model.classify_batch(torch.zeros(1, 8000), mode="joint_oracle")
+
+
+def test_cli_reports_a_bad_file_and_keeps_going(model, exported,
+                                               tiny_corpus, tmp_path):
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    good = [item["wav"] for item in list(manifest.values())[:2]]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    lines = io.StringIO()
+    assert infer(model, [good[0], str(bad), good[1]], "joint_generated", 2,
+                 lines) == 1
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    assert [r["file"] for r in records] == [str(bad), good[0], good[1]]
+    assert "bad.wav" in records[0]["error"]
+    assert all(r["label"] in model.labels for r in records[1:])
+    # The real command line, on a folder.
+    result = run(["-m", "speechbrain_emosllm.cli", "--model", exported,
+                  "--mode", "ser_only", "--savedir", str(tmp_path / "sd"),
+                  os.path.dirname(good[0])], merge_output=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) >= 2 and all(r["mode"] == "ser_only" for r in records)
