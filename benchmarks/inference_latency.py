@@ -35,13 +35,17 @@ def build_llm(preset, source):
 
     from speechbrain_emosllm.testing import make_tiny_tokenizer
 
-    config = dict(ruamel.yaml.YAML().load(open(preset_path(
-        "llm_preset", preset)))["llm_config"])
+    config = dict(
+        ruamel.yaml.YAML().load(open(preset_path("llm_preset", preset)))[
+            "llm_config"
+        ]
+    )
     model_type = config.pop("model_type")
     folder = tempfile.mkdtemp()
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(model_type, **config)).save_pretrained(folder)
+        AutoConfig.for_model(model_type, **config)
+    ).save_pretrained(folder)
     # A small ChatML tokenizer: ids stay below the preset's vocabulary.
     make_tiny_tokenizer(2000).save_pretrained(folder)
     return SpeechLLM(folder)
@@ -62,7 +66,8 @@ def naive_scores(llm, builder, audio, prefix):
     for label in builder.label_ids:
         ids = torch.tensor([prefix["input_ids"] + label])
         embeds = llm.embed_with_audio(
-            ids, torch.tensor([prefix["audio_start"]]), audio)
+            ids, torch.tensor([prefix["audio_start"]]), audio
+        )
         logp = llm.model(inputs_embeds=embeds).logits[0].log_softmax(-1)
         n = len(prefix["input_ids"])
         scores.append(sum(logp[n - 1 + j, t] for j, t in enumerate(label)))
@@ -85,31 +90,40 @@ def main():
     mapper = QPMapper(1024, llm.hidden_size).eval()
     frames = torch.randn(1, 250, 1024)  # 5 s of WavLM Large frames
     audio = mapper(frames)
-    print(f"LLM: {args.llm_source or args.llm} "
-          f"({sum(p.numel() for p in llm.parameters()) / 1e6:.0f}M), "
-          f"{len(labels)} labels, batch 1, CPU threads "
-          f"{torch.get_num_threads()}")
-    print(f"QPMapper (5 s clip): {1000 * timed(lambda: mapper(frames), args.repeats):.1f} ms")
+    print(
+        f"LLM: {args.llm_source or args.llm} "
+        f"({sum(p.numel() for p in llm.parameters()) / 1e6:.0f}M), "
+        f"{len(labels)} labels, batch 1, CPU threads "
+        f"{torch.get_num_threads()}"
+    )
+    mapper_s = timed(lambda: mapper(frames), args.repeats)
+    print(f"QPMapper (5 s clip): {1000 * mapper_s:.1f} ms")
     print(f"\n{'mode':<18}{'ms / utterance':>16}")
     for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):
-        seconds = timed(lambda m=mode: decoder.decode(audio, m, [TRANSCRIPT]),
-                        args.repeats)
+        seconds = timed(
+            lambda m=mode: decoder.decode(audio, m, [TRANSCRIPT]), args.repeats
+        )
         print(f"{mode:<18}{1000 * seconds:>16.1f}")
 
     prefix = builder.inference_prefix("joint_oracle", TRANSCRIPT)
     answer_start = builder.inference_prefix("joint_generated")
-    answer_tokens = len(builder.encode(
-        f"| ASR: {TRANSCRIPT} | Emotion: Neutral")) + 1
+    answer_tokens = (
+        len(builder.encode(f"| ASR: {TRANSCRIPT} | Emotion: Neutral")) + 1
+    )
     scoring = timed(lambda: decoder.score(audio, [prefix]), args.repeats)
     decoder.max_new_tokens = answer_tokens
     # Random weights rarely stop early: this generates the answer's length.
-    generation = timed(lambda: decoder.generate(audio, [answer_start]),
-                       args.repeats)
-    naive = timed(lambda: naive_scores(llm, builder, audio, prefix),
-                  args.repeats)
+    generation = timed(
+        lambda: decoder.generate(audio, [answer_start]), args.repeats
+    )
+    naive = timed(
+        lambda: naive_scores(llm, builder, audio, prefix), args.repeats
+    )
     print(f"\nlabel scoring with KV cache:     {1000 * scoring:8.1f} ms")
-    print(f"free generation of the answer:   {1000 * generation:8.1f} ms "
-          f"({answer_tokens} tokens)")
+    print(
+        f"free generation of the answer:   {1000 * generation:8.1f} ms "
+        f"({answer_tokens} tokens)"
+    )
     print(f"label scoring without KV cache:  {1000 * naive:8.1f} ms")
     print(f"ratio scoring / generation:      {scoring / generation:8.2f}")
     print(f"ratio scoring / uncached scoring:{scoring / naive:8.2f}")

@@ -41,7 +41,8 @@ def find_best_checkpoint(phase_folder):
     checkpoint = None
     if os.path.isdir(save_folder):
         checkpoint = Checkpointer(save_folder).find_checkpoint(
-            min_key=SELECTION_KEY)
+            min_key=SELECTION_KEY
+        )
     if checkpoint is None:
         raise FileNotFoundError(
             "This phase starts from the best checkpoint of the previous "

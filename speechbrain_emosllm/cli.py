@@ -40,8 +40,11 @@ def list_audio(paths):
     for path in paths:
         if os.path.isdir(path):
             for root, _, names in sorted(os.walk(path)):
-                files += [os.path.join(root, name) for name in sorted(names)
-                          if name.lower().endswith(AUDIO_EXTENSIONS)]
+                files += [
+                    os.path.join(root, name)
+                    for name in sorted(names)
+                    if name.lower().endswith(AUDIO_EXTENSIONS)
+                ]
         else:
             files.append(path)
     return files
@@ -74,13 +77,16 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
     window = model.hparams.max_audio_seconds * model.hparams.sample_rate
     for start in range(0, len(files), batch_size):
         group, signals = [], []
-        for path in files[start:start + batch_size]:
+        for path in files[start : start + batch_size]:
             try:
                 signal = model.load_audio(path)
             except (OSError, ValueError, RuntimeError) as error:
                 failures += 1
-                print(json.dumps({"file": path, "error": str(error)}),
-                      file=out, flush=True)
+                print(
+                    json.dumps({"file": path, "error": str(error)}),
+                    file=out,
+                    flush=True,
+                )
                 continue
             if len(signal) > window:  # cut into windows by classify_file
                 result = model.classify_file(path, mode=mode)
@@ -114,25 +120,31 @@ def main(argv=None):
         Exit status: 0, or 1 if any file failed.
     """
     parser = argparse.ArgumentParser(
-        prog="emosllm-infer", description=__doc__.split("\n")[0])
+        prog="emosllm-infer", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("paths", nargs="+", help="audio files or folders")
-    parser.add_argument("--model", required=True,
-                        help="exported model folder")
-    parser.add_argument("--mode", default="joint_generated",
-                        choices=["joint_generated", "ser_only", "asr"])
+    parser.add_argument("--model", required=True, help="exported model folder")
+    parser.add_argument(
+        "--mode",
+        default="joint_generated",
+        choices=["joint_generated", "ser_only", "asr"],
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--savedir", default=None,
-                        help="where SpeechBrain links the model files")
+    parser.add_argument(
+        "--savedir",
+        default=None,
+        help="where SpeechBrain links the model files",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from speechbrain_emosllm.inference import EmotionLLM
 
     savedir = args.savedir or tempfile.mkdtemp(prefix="emosllm-")
-    model = EmotionLLM.from_hparams(source=args.model, savedir=savedir,
-                                    run_opts={"device": args.device})
-    failures = infer(model, list_audio(args.paths), args.mode,
-                     args.batch_size)
+    model = EmotionLLM.from_hparams(
+        source=args.model, savedir=savedir, run_opts={"device": args.device}
+    )
+    failures = infer(model, list_audio(args.paths), args.mode, args.batch_size)
     return 1 if failures else 0
 
 

@@ -84,15 +84,17 @@ def export_model(phase_folder, model_folder):
     """
     from safetensors.torch import save_file
 
-
     if os.path.isdir(model_folder) and os.listdir(model_folder):
-        raise FileExistsError(f"{model_folder} is not empty; choose a new "
-                              "folder (nothing was overwritten).")
+        raise FileExistsError(
+            f"{model_folder} is not empty; choose a new "
+            "folder (nothing was overwritten)."
+        )
     hparams_path = os.path.join(phase_folder, "hyperparams.yaml")
     if not os.path.isfile(hparams_path):
         raise FileNotFoundError(
             f"{hparams_path} not found: is {phase_folder} the output folder "
-            "of a training phase?")
+            "of a training phase?"
+        )
     checkpoint = find_best_checkpoint(phase_folder)
     yaml = ruamel.yaml.YAML()
     with open(hparams_path, encoding="utf-8") as f:
@@ -104,11 +106,13 @@ def export_model(phase_folder, model_folder):
     encoder["save_path"] = "!REF_CACHE"
     stream = StringIO()
     yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
-    modules_yaml = (stream.getvalue()
-                    .replace("'!REF_ENCODER'", "!ref <encoder_source>")
-                    .replace("!REF_ENCODER", "!ref <encoder_source>")
-                    .replace("'!REF_CACHE'", "!ref <hub_cache>")
-                    .replace("!REF_CACHE", "!ref <hub_cache>"))
+    modules_yaml = (
+        stream.getvalue()
+        .replace("'!REF_ENCODER'", "!ref <encoder_source>")
+        .replace("!REF_ENCODER", "!ref <encoder_source>")
+        .replace("'!REF_CACHE'", "!ref <hub_cache>")
+        .replace("!REF_CACHE", "!ref <hub_cache>")
+    )
 
     os.makedirs(model_folder, exist_ok=True)
     header = INFERENCE_YAML.format(
@@ -142,34 +146,44 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     paths:
         qpmapper: !ref <model_folder>/qpmapper.ckpt
 """
-    with open(os.path.join(model_folder, "hyperparams.yaml"), "w",
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8"
+    ) as f:
         f.write(header + modules_yaml + footer)
-    shutil.copyfile(checkpoint.paramfiles["qpmapper"],
-                    os.path.join(model_folder, "qpmapper.ckpt"))
+    shutil.copyfile(
+        checkpoint.paramfiles["qpmapper"],
+        os.path.join(model_folder, "qpmapper.ckpt"),
+    )
 
-    lora_state = torch.load(checkpoint.paramfiles["speech_llm"],
-                            map_location="cpu")
+    lora_state = torch.load(
+        checkpoint.paramfiles["speech_llm"], map_location="cpu"
+    )
     if not lora_state:
-        raise ValueError(f"{checkpoint.path} has no LoRA weights: export a "
-                         "phase trained with LoRA (P2 or P3).")
+        raise ValueError(
+            f"{checkpoint.path} has no LoRA weights: export a "
+            "phase trained with LoRA (P2 or P3)."
+        )
     lora = tree["lora_config"]
     adapter_folder = os.path.join(model_folder, ADAPTER_DIR)
     os.makedirs(adapter_folder)
     from peft import LoraConfig
 
     config = LoraConfig(
-        r=lora["r"], lora_alpha=lora["lora_alpha"],
+        r=lora["r"],
+        lora_alpha=lora["lora_alpha"],
         lora_dropout=lora["lora_dropout"],
         target_modules=list(lora["target_modules"]),
         task_type="CAUSAL_LM",
         base_model_name_or_path=_absolute(tree["llm_source"], phase_folder),
     )
     config.save_pretrained(adapter_folder)
-    save_file({k: v.contiguous() for k, v in lora_state.items()},
-              os.path.join(adapter_folder, "adapter_model.safetensors"))
-    with open(os.path.join(model_folder, "labels.json"), "w",
-              encoding="utf-8") as f:
+    save_file(
+        {k: v.contiguous() for k, v in lora_state.items()},
+        os.path.join(adapter_folder, "adapter_model.safetensors"),
+    )
+    with open(
+        os.path.join(model_folder, "labels.json"), "w", encoding="utf-8"
+    ) as f:
         json.dump(labels, f)
     return model_folder
 

@@ -52,7 +52,8 @@ def read_audio_file(path, sample_rate):
         raise ValueError(f"Audio file has no samples: {path}")
     if info.sample_rate != sample_rate:
         signal = torchaudio.functional.resample(
-            signal, info.sample_rate, sample_rate)
+            signal, info.sample_rate, sample_rate
+        )
     return signal
 
 
@@ -75,13 +76,19 @@ class EmotionLLM(Pretrained):
     'Happy'
     """
 
-    HPARAMS_NEEDED = ["labels", "n_queries", "sample_rate",
-                      "max_audio_seconds", "max_new_tokens"]
+    HPARAMS_NEEDED = [
+        "labels",
+        "n_queries",
+        "sample_rate",
+        "max_audio_seconds",
+        "max_new_tokens",
+    ]
     MODULES_NEEDED = ["encoder", "qpmapper", "speech_llm"]
 
     @classmethod
-    def from_hparams(cls, source, hparams_file="hyperparams.yaml",
-                     overrides=None, **kwargs):
+    def from_hparams(
+        cls, source, hparams_file="hyperparams.yaml", overrides=None, **kwargs
+    ):
         """Loads an exported model folder (see ``speechbrain_emosllm.export``).
 
         Arguments
@@ -102,20 +109,26 @@ class EmotionLLM(Pretrained):
         """
         overrides = dict(overrides or {})
         overrides.setdefault("model_folder", os.path.abspath(str(source)))
-        return super().from_hparams(source=source, hparams_file=hparams_file,
-                                    overrides=overrides, **kwargs)
+        return super().from_hparams(
+            source=source,
+            hparams_file=hparams_file,
+            overrides=overrides,
+            **kwargs,
+        )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.labels = list(self.hparams.labels)
         builder = PromptBuilder(
-            self.mods.speech_llm.tokenizer, self.labels,
+            self.mods.speech_llm.tokenizer,
+            self.labels,
             self.hparams.n_queries,
             system_prompt=self.hparams.system_prompt,
             chat_template_kwargs=self.hparams.chat_template_kwargs,
         )
-        self.decoder = EmotionDecoder(self.mods.speech_llm, builder,
-                                      self.hparams.max_new_tokens)
+        self.decoder = EmotionDecoder(
+            self.mods.speech_llm, builder, self.hparams.max_new_tokens
+        )
 
     def load_audio(self, path, savedir=None):
         """Mono audio at the model's rate; clear errors name the file.
@@ -158,15 +171,19 @@ class EmotionLLM(Pretrained):
 
     def _check_mode(self, mode, transcripts):
         if mode not in ALL_MODES:
-            raise ValueError(f"Unknown mode '{mode}'; use one of "
-                             f"{', '.join(ALL_MODES)}.")
+            raise ValueError(
+                f"Unknown mode '{mode}'; use one of {', '.join(ALL_MODES)}."
+            )
         if mode in ("prompt_hint", "joint_oracle") and transcripts is None:
-            raise ValueError(f"Mode '{mode}' needs the reference transcript"
-                             " (transcripts=...).")
+            raise ValueError(
+                f"Mode '{mode}' needs the reference transcript"
+                " (transcripts=...)."
+            )
 
     @torch.no_grad()
-    def classify_batch(self, wavs, wav_lens=None, mode="joint_generated",
-                       transcripts=None):
+    def classify_batch(
+        self, wavs, wav_lens=None, mode="joint_generated", transcripts=None
+    ):
         """Emotion (and transcript) of each waveform of a batch.
 
         Arguments
@@ -187,16 +204,22 @@ class EmotionLLM(Pretrained):
             ``transcript`` (transcribing modes, else None) and ``mode``.
         """
         self._check_mode(mode, transcripts)
-        out = self.decoder.decode(self.encode_batch(wavs, wav_lens), mode,
-                                  transcripts)
+        out = self.decoder.decode(
+            self.encode_batch(wavs, wav_lens), mode, transcripts
+        )
         results = []
         for row in range(wavs.shape[0]):
-            item = {"label": None, "probabilities": None,
-                    "transcript": None, "mode": mode}
+            item = {
+                "label": None,
+                "probabilities": None,
+                "transcript": None,
+                "mode": mode,
+            }
             if "labels" in out:
                 item["label"] = out["labels"][row]
-                item["probabilities"] = dict(zip(
-                    self.labels, out["probabilities"][row].tolist()))
+                item["probabilities"] = dict(
+                    zip(self.labels, out["probabilities"][row].tolist())
+                )
             if "transcripts" in out:
                 item["transcript"] = out["transcripts"][row]
             results.append(item)
@@ -224,20 +247,30 @@ class EmotionLLM(Pretrained):
         signal = self.load_audio(path)
         window = int(self.hparams.max_audio_seconds * self.hparams.sample_rate)
         count = max(1, math.ceil(len(signal) / window))
-        chunks = [signal[i * window:(i + 1) * window] for i in range(count)]
+        chunks = [signal[i * window : (i + 1) * window] for i in range(count)]
         lengths = torch.tensor([len(c) for c in chunks], dtype=torch.float)
         batch = torch.zeros(count, int(lengths.max()))
         for row, chunk in enumerate(chunks):
             batch[row, : len(chunk)] = chunk
         results = self.classify_batch(
-            batch, lengths / lengths.max(), mode,
-            None if transcript is None else [transcript] * count)
-        merged = {"file": str(path), "mode": mode, "windows": count,
-                  "label": None, "probabilities": None, "transcript": None}
+            batch,
+            lengths / lengths.max(),
+            mode,
+            None if transcript is None else [transcript] * count,
+        )
+        merged = {
+            "file": str(path),
+            "mode": mode,
+            "windows": count,
+            "label": None,
+            "probabilities": None,
+            "transcript": None,
+        }
         if results[0]["probabilities"] is not None:
-            probabilities = {label: sum(r["probabilities"][label]
-                                        for r in results) / count
-                             for label in self.labels}
+            probabilities = {
+                label: sum(r["probabilities"][label] for r in results) / count
+                for label in self.labels
+            }
             merged["probabilities"] = probabilities
             merged["label"] = max(probabilities, key=probabilities.get)
         if results[0]["transcript"] is not None:

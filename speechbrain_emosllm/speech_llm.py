@@ -82,6 +82,40 @@ def relative_to_absolute(relative, max_len):
     return torch.round(relative * max_len).long()
 
 
+def check_quantization_support(quantization_config):
+    """Fails early, with a clear message, where 4/8-bit loading cannot work.
+
+    Arguments
+    ---------
+    quantization_config : transformers.BitsAndBytesConfig
+        The requested quantisation.
+
+    Example
+    -------
+    >>> from transformers import BitsAndBytesConfig
+    >>> if not torch.cuda.is_available():
+    ...     try:
+    ...         check_quantization_support(
+    ...             BitsAndBytesConfig(load_in_4bit=True))
+    ...     except RuntimeError as error:
+    ...         print(str(error)[:40])
+    4/8-bit LLM loading (bitsandbytes) needs
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "4/8-bit LLM loading (bitsandbytes) needs a CUDA GPU, and none "
+            "is available: set quantization_config to null (and maybe "
+            "llm_dtype: bfloat16) on this machine."
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError(
+            "4/8-bit LLM loading needs the bitsandbytes package: "
+            "pip install bitsandbytes"
+        )
+
+
 @register_checkpoint_hooks
 class SpeechLLM(nn.Module):
     """A causal LLM that reads audio embeddings spliced into its prompt.
@@ -101,6 +135,9 @@ class SpeechLLM(nn.Module):
         LoRA weights stay in float32.
     gradient_checkpointing : bool
         Recompute LLM activations in the backward pass to save memory.
+    quantization_config : transformers.BitsAndBytesConfig, optional
+        Load the frozen LLM in 4 or 8 bits (QLoRA); needs CUDA and the
+        ``bitsandbytes`` package.
     cache_dir : str, optional
         Where Hub downloads are cached.
     **from_pretrained_kwargs
@@ -122,10 +159,15 @@ class SpeechLLM(nn.Module):
         adapter=None,
         dtype="float32",
         gradient_checkpointing=False,
+        quantization_config=None,
         cache_dir=None,
         **from_pretrained_kwargs,
     ):
         super().__init__()
+        if quantization_config is not None:
+            check_quantization_support(quantization_config)
+            from_pretrained_kwargs["quantization_config"] = quantization_config
+            from_pretrained_kwargs.setdefault("device_map", {"": 0})
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.source = source
@@ -139,7 +181,13 @@ class SpeechLLM(nn.Module):
             **from_pretrained_kwargs,
         )
         model.requires_grad_(False)
-        if gradient_checkpointing:
+        if quantization_config is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=gradient_checkpointing
+            )
+        elif gradient_checkpointing:
             model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
@@ -203,6 +251,15 @@ class SpeechLLM(nn.Module):
         return decoder(
             inputs_embeds=embeddings, attention_mask=attention_mask, **kwargs
         )
+
+    def forward(self, *args, **kwargs):
+        """Same as ``answer_loss``: the training entry point.
+
+        Going through ``forward`` lets DistributedDataParallel, which wraps
+        this module when it has trainable (LoRA) weights, synchronise the
+        gradients.
+        """
+        return self.answer_loss(*args, **kwargs)
 
     def answer_loss(
         self,

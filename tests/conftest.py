@@ -96,7 +96,11 @@ def run(args, cwd=RECIPE, merge_output=True):
     """Runs python with ``args``; ``.stdout`` holds the log when merged."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, text=True, timeout=900,
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        timeout=900,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
     )
@@ -112,8 +116,15 @@ def curriculum(tiny_models, tiny_corpus, tmp_path_factory):
     """P1 -> P2 -> P3 -> test on the tiny setup (float32 feature cache)."""
     output = str(tmp_path_factory.mktemp("results"))
     overrides = recipe_overrides(
-        tiny_models, tiny_corpus, output, qpmapper_dim=32, qpmapper_ffn=32,
-        qpmapper_heads=4, number_of_epochs=2, feature_cache_dtype="float32")
+        tiny_models,
+        tiny_corpus,
+        output,
+        qpmapper_dim=32,
+        qpmapper_ffn=32,
+        qpmapper_heads=4,
+        number_of_epochs=2,
+        feature_cache_dtype="float32",
+    )
     results = {}
     for phase in PHASES:
         results[phase] = train(phase, overrides)

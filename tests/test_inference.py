@@ -30,29 +30,44 @@ def exported(curriculum, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(exported, tmp_path_factory):
     return EmotionLLM.from_hparams(
-        source=exported, savedir=str(tmp_path_factory.mktemp("savedir")))
+        source=exported, savedir=str(tmp_path_factory.mktemp("savedir"))
+    )
 
 
 def test_export_layout(exported):
     names = set(os.listdir(exported))
-    assert {"hyperparams.yaml", "qpmapper.ckpt", "labels.json",
-            ADAPTER_DIR} <= names
+    assert {
+        "hyperparams.yaml",
+        "qpmapper.ckpt",
+        "labels.json",
+        ADAPTER_DIR,
+    } <= names
     assert json.load(open(os.path.join(exported, "labels.json"))) == [
-        "Neutral", "Happy", "Sad", "Angry"]
+        "Neutral",
+        "Happy",
+        "Sad",
+        "Angry",
+    ]
     with pytest.raises(FileExistsError, match="not empty"):
         export_model("unused", exported)
 
 
-def test_peft_loads_the_adapter_with_identical_logits(curriculum, exported,
-                                                      tiny_models):
+def test_peft_loads_the_adapter_with_identical_logits(
+    curriculum, exported, tiny_models
+):
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_models["llm"])
-    plain = PeftModel.from_pretrained(base, os.path.join(exported,
-                                                         ADAPTER_DIR)).eval()
-    trained = SpeechLLM(tiny_models["llm"], lora_config=LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    plain = PeftModel.from_pretrained(
+        base, os.path.join(exported, ADAPTER_DIR)
+    ).eval()
+    trained = SpeechLLM(
+        tiny_models["llm"],
+        lora_config=LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]
+        ),
+    )
     checkpoint = find_best_checkpoint(os.path.join(curriculum[0], "p3_joint"))
     trained._load(checkpoint.paramfiles["speech_llm"])
     trained.eval()
@@ -63,30 +78,36 @@ def test_peft_loads_the_adapter_with_identical_logits(curriculum, exported,
     assert not torch.allclose(untrained(input_ids=ids).logits, expected)
 
 
-def test_predictions_match_the_training_time_evaluation(curriculum, model,
-                                                        tiny_corpus):
+def test_predictions_match_the_training_time_evaluation(
+    curriculum, model, tiny_corpus
+):
     """Same batches as the recipe's test loader: same labels per mode."""
     output, _, _ = curriculum
     manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
     ids = list(manifest)
     folder = os.path.join(output, "p3_joint", "test_test1")
     for mode in ("joint_generated", "ser_only", "joint_oracle"):
-        expected = json.load(open(os.path.join(
-            folder, f"{mode}_predictions.json")))
+        expected = json.load(
+            open(os.path.join(folder, f"{mode}_predictions.json"))
+        )
         for start in range(0, len(ids), 4):
-            group = ids[start:start + 4]
+            group = ids[start : start + 4]
             signals = [model.load_audio(manifest[u]["wav"]) for u in group]
             lengths = torch.tensor([len(s) for s in signals], dtype=torch.float)
             batch = torch.zeros(len(group), int(lengths.max()))
             for row, signal in enumerate(signals):
                 batch[row, : len(signal)] = signal
             results = model.classify_batch(
-                batch, lengths / lengths.max(), mode,
-                transcripts=[manifest[u]["wrd"] for u in group])
+                batch,
+                lengths / lengths.max(),
+                mode,
+                transcripts=[manifest[u]["wrd"] for u in group],
+            )
             for utt, result in zip(group, results):
                 assert result["label"] == expected[utt]["prediction"], mode
-                assert sum(result["probabilities"].values()) == \
-                    pytest.approx(1.0, abs=1e-4)
+                assert sum(result["probabilities"].values()) == pytest.approx(
+                    1.0, abs=1e-4
+                )
 
 
 def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
@@ -108,8 +129,10 @@ def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
         model.hparams.max_audio_seconds = 15.0
     assert long_result["windows"] == 3
     assert long_result["label"] in model.labels
-    assert model.transcribe_file(path) == model.classify_file(
-        path, mode="asr")["transcript"]
+    assert (
+        model.transcribe_file(path)
+        == model.classify_file(path, mode="asr")["transcript"]
+    )
 
 
 def test_bad_inputs_give_errors_that_name_the_file(model, tmp_path):
@@ -130,23 +153,37 @@ def test_bad_inputs_give_errors_that_name_the_file(model, tmp_path):
         model.classify_batch(torch.zeros(1, 8000), mode="joint_oracle")
 
 
-def test_cli_reports_a_bad_file_and_keeps_going(model, exported,
-                                               tiny_corpus, tmp_path):
+def test_cli_reports_a_bad_file_and_keeps_going(
+    model, exported, tiny_corpus, tmp_path
+):
     manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
     good = [item["wav"] for item in list(manifest.values())[:2]]
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio")
     lines = io.StringIO()
-    assert infer(model, [good[0], str(bad), good[1]], "joint_generated", 2,
-                 lines) == 1
+    assert (
+        infer(model, [good[0], str(bad), good[1]], "joint_generated", 2, lines)
+        == 1
+    )
     records = [json.loads(line) for line in lines.getvalue().splitlines()]
     assert [r["file"] for r in records] == [str(bad), good[0], good[1]]
     assert "bad.wav" in records[0]["error"]
     assert all(r["label"] in model.labels for r in records[1:])
     # The real command line, on a folder.
-    result = run(["-m", "speechbrain_emosllm.cli", "--model", exported,
-                  "--mode", "ser_only", "--savedir", str(tmp_path / "sd"),
-                  os.path.dirname(good[0])], merge_output=False)
+    result = run(
+        [
+            "-m",
+            "speechbrain_emosllm.cli",
+            "--model",
+            exported,
+            "--mode",
+            "ser_only",
+            "--savedir",
+            str(tmp_path / "sd"),
+            os.path.dirname(good[0]),
+        ],
+        merge_output=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) >= 2 and all(r["mode"] == "ser_only" for r in records)

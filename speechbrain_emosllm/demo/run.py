@@ -42,12 +42,14 @@ MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 # skip their test stage: only phase 3's results are reported.
 FULL = {
     "corpus": {"n_train": 400, "n_valid": 40, "n_test": 120},
-    "common": {"batch_size": 12, "test_batch_size": 16,
-               "max_new_tokens": 24},
+    "common": {"batch_size": 12, "test_batch_size": 16, "max_new_tokens": 24},
     "phases": {
         "p1_asr": {"number_of_epochs": 2, "lr": 0.001, "test_modes": "[]"},
-        "p2_asr_lora": {"number_of_epochs": 2, "lr": 0.0005,
-                        "test_modes": "[]"},
+        "p2_asr_lora": {
+            "number_of_epochs": 2,
+            "lr": 0.0005,
+            "test_modes": "[]",
+        },
         "p3_joint": {"number_of_epochs": 3, "lr": 0.0005},
     },
 }

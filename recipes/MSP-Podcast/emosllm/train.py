@@ -85,7 +85,7 @@ class EmoSLLM(sb.Brain):
             emotion_weights = self.class_weights.to(self.device)[
                 torch.as_tensor(batch.emo_index, device=self.device)
             ]
-        out = self.modules.speech_llm.answer_loss(
+        out = self.modules.speech_llm(
             audio_embeddings,
             input_ids,
             relative_to_absolute(relative, input_ids.shape[1]),
@@ -237,12 +237,19 @@ class EmoSLLM(sb.Brain):
         if folder is None:
             return
         checkpoint = find_best_checkpoint(folder)
-        loaded = transfer_parameters(checkpoint, {
-            "qpmapper": self.modules.qpmapper,
-            "speech_llm": self.modules.speech_llm,
-        })
-        logger.info("Phase %s starts from %s (%s).", self.hparams.phase,
-                    checkpoint.path, ", ".join(loaded))
+        loaded = transfer_parameters(
+            checkpoint,
+            {
+                "qpmapper": self.modules.qpmapper,
+                "speech_llm": self.modules.speech_llm,
+            },
+        )
+        logger.info(
+            "Phase %s starts from %s (%s).",
+            self.hparams.phase,
+            checkpoint.path,
+            ", ".join(loaded),
+        )
 
 
 def normalize_words(text):
@@ -465,9 +472,24 @@ def main():
         )
         for key in ("train", "valid", "test")
     }
-    brain.steps_per_epoch = math.ceil(
-        len(train_data) / loader_opts["train"]["batch_size"]
-    )
+    if hparams["dynamic_batching"]:
+        from speechbrain.dataio.sampler import DynamicBatchSampler
+
+        sampler = DynamicBatchSampler(
+            train_data,
+            length_func=lambda item: item["duration"],
+            **hparams["dynamic_batch_sampler"],
+        )
+        loader_opts["train"] = {
+            "batch_sampler": sampler,
+            "num_workers": hparams["num_workers"],
+            "collate_fn": padded_collate(),
+        }
+        brain.steps_per_epoch = len(sampler)
+    else:
+        brain.steps_per_epoch = math.ceil(
+            len(train_data) / loader_opts["train"]["batch_size"]
+        )
 
     brain.fit(
         brain.hparams.epoch_counter,

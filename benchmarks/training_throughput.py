@@ -1,0 +1,382 @@
+"""Training-speed benchmark of the recipe (ratios measured in one run).
+
+    python benchmarks/training_throughput.py [--scale demo|paper|both]
+
+Everything is built from configs with random weights (no download) and
+timed on this machine, one configuration per subprocess so that each peak
+memory is its own. It prints:
+
+1. recipe step / bare loop: one ``Brain.fit_batch`` of the recipe against a
+   hand-written PyTorch + peft step doing the same math on the same batch
+   (target <= 1.10);
+2. cached epoch / online epoch: an epoch on cached encoder frames against
+   one that runs the frozen encoder (target <= 0.5);
+3. QPMapper / concat connector: training clips per second with our
+   32-query QPMapper against SpeechBrain's LibriSpeech speech-LLM connector
+   (concatenate 5 frames -> 10 Hz, 2-layer MLP) on 5-10 s clips, same
+   encoder and LLM, at the demo's scale (Whisper tiny.en + SmolLM2-135M) and
+   at the paper's (WavLM Large + Llama-3.2-3B, float32, batch 2);
+4. peak memory of each run.
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import ruamel.yaml
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(ROOT, "recipes", "MSP-Podcast", "emosllm")
+SCALES = {
+    "demo": {
+        "encoder": "whisper_tiny_en",
+        "llm": "smollm2-135m-instruct",
+        "batch": 8,
+        "steps": 6,
+        "clips": 32,
+    },
+    "paper": {
+        "encoder": "wavlm_large",
+        "llm": "llama-3.2-3b-instruct",
+        "batch": 2,
+        "steps": 3,
+        "clips": 4,
+    },
+}
+
+
+def preset(kind, name):
+    from speechbrain_emosllm.hparams import preset_path
+
+    return ruamel.yaml.YAML().load(open(preset_path(kind, name)))
+
+
+def save_random_models(scale, folder):
+    """Random-weight encoder and LLM folders built from preset configs."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    from speechbrain_emosllm.testing import make_tiny_tokenizer
+
+    paths = {}
+    for kind, key in (("encoder_preset", "encoder"), ("llm_preset", "llm")):
+        config = dict(preset(kind, SCALES[scale][key])[f"{key}_config"])
+        model_type = config.pop("model_type")
+        path = os.path.join(folder, key)
+        if not os.path.isdir(path):
+            builder = AutoModelForCausalLM if key == "llm" else AutoModel
+            if model_type == "whisper":
+                from transformers import WhisperForConditionalGeneration
+
+                builder = WhisperForConditionalGeneration
+            model = builder.from_config(
+                AutoConfig.for_model(model_type, **config)
+            )
+            model.save_pretrained(path)
+            if key == "llm":
+                make_tiny_tokenizer(2000).save_pretrained(path)
+            elif model_type == "whisper":
+                from transformers import WhisperFeatureExtractor
+
+                WhisperFeatureExtractor().save_pretrained(path)
+            else:
+                from transformers import Wav2Vec2FeatureExtractor
+
+                Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(
+                    path
+                )
+        paths[key] = path
+    return paths
+
+
+def write_clips(folder, count):
+    """5-10 s tone clips and a manifest (train = valid = test)."""
+    from speechbrain_emosllm.testing import write_tone_clips
+
+    rng = random.Random(0)
+    specs = [(f"clip{i:03d}", rng.uniform(5, 10), i % 4) for i in range(count)]
+    paths = write_tone_clips(os.path.join(folder, "audio"), specs)
+    labels = ["Neutral", "Happy", "Sad", "Angry"]
+    words = "the cat sat on the mat and looked at the dog by the door".split()
+    manifest = {
+        utt: {
+            "wav": paths[utt],
+            "duration": seconds,
+            "wrd": " ".join(rng.choice(words) for _ in range(12)),
+            "emo": labels[k],
+            "spk_id": "0",
+        }
+        for utt, seconds, k in specs
+    }
+    for name in ("train", "valid", "test"):
+        json.dump(manifest, open(os.path.join(folder, f"{name}.json"), "w"))
+    return folder
+
+
+def load_brain(scale, work, cached, connector="qpmapper"):
+    """The recipe's Brain (phase 3 hyperparameters) on the benchmark data."""
+    sys.path.insert(0, RECIPE)
+    import train as recipe
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_emosllm.hparams import compose_hparams
+    from speechbrain_emosllm.labels import emotion_labels
+    from speechbrain_emosllm.prompts import PromptBuilder
+
+    config = SCALES[scale]
+    models = save_random_models(scale, os.path.join(work, "models"))
+    enc = preset("encoder_preset", config["encoder"])
+    llm = preset("llm_preset", config["llm"])
+    overrides = {
+        "data_folder": work,
+        "manifest_folder": work,
+        "skip_prep": True,
+        "experiment_folder": os.path.join(work, f"exp_{connector}"),
+        "n_classes": 4,
+        "encoder_preset": config["encoder"],
+        "encoder_source": models["encoder"],
+        "encoder_dim": enc["encoder_dim"],
+        "llm_preset": config["llm"],
+        "llm_source": models["llm"],
+        "llm_dim": llm["llm_dim"],
+        "batch_size": config["batch"],
+        "num_workers": 0,
+        "feature_cache": cached,
+        "feature_cache_folder": os.path.join(work, "feature_cache"),
+        "qpmapper_dropout": 0.0,
+        "lora_dropout": 0.0,
+    }
+    if connector == "concat":
+        # As many audio tokens as the clips' mean length at 10 Hz (7.5 s).
+        overrides["n_queries"] = 75
+    stream, overrides = compose_hparams(
+        os.path.join(RECIPE, "hparams", "p3_joint.yaml"), overrides
+    )
+    text = stream.getvalue()
+    if connector == "concat":
+        # SpeechBrain's LibriSpeech train_speechllm.py connector: concatenate
+        # 5 consecutive 50 Hz frames (10 Hz) and project with a 2-layer MLP.
+        text = text.replace(
+            "qpmapper: !new:speechbrain_emosllm.QPMapper",
+            "qpmapper: !new:concat_connector.ConcatConnector",
+        )
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    hparams = load_hyperpyyaml(text, overrides)
+    labels = emotion_labels(4)
+    builder = PromptBuilder(
+        hparams["speech_llm"].tokenizer, labels, hparams["n_queries"]
+    )
+    if cached:
+        from speechbrain_emosllm.features import feature_cache_key
+
+        hparams["feature_folder"] = os.path.join(
+            hparams["feature_cache_folder"],
+            feature_cache_key(
+                hparams["encoder"], hparams["encoder_source"], 16000, "float16"
+            ),
+        )
+    train_data, _, _ = recipe.dataio_prepare(hparams, builder)
+    brain = recipe.EmoSLLM(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        checkpointer=None,
+    )
+    brain.labels = labels
+    brain.class_weights = None
+    brain.steps_per_epoch = 1
+    brain.init_optimizers()
+    brain.modules.train()
+    if cached:
+        from speechbrain_emosllm.features import cache_encoder_outputs
+
+        cache_encoder_outputs(
+            hparams["encoder"],
+            train_data,
+            hparams["feature_folder"],
+            config["batch"],
+        )
+    loader = torch.utils.data.DataLoader(
+        train_data,
+        batch_size=config["batch"],
+        collate_fn=recipe.padded_collate(),
+    )
+    return brain, loader, hparams
+
+
+def bare_step_factory(hparams, optimizer_params):
+    """A hand-written PyTorch + peft step with the recipe's math."""
+    mapper = hparams["qpmapper"]
+    llm = hparams["speech_llm"]
+    peft_model = llm.model
+    optimizer = torch.optim.AdamW(optimizer_params, lr=1e-4, weight_decay=0.01)
+
+    def step(batch):
+        frames, lengths = batch.feats
+        audio = mapper(frames.float(), lengths)
+        ids, relative = batch.input_ids
+        spans, _ = batch.span_ids
+        time_len = ids.shape[1]
+        lens = torch.round(relative * time_len).long()
+        start = torch.as_tensor(batch.audio_start)
+        text = peft_model.get_input_embeddings()(ids)
+        offset = torch.arange(time_len)[None] - start[:, None]
+        is_audio = ((offset >= 0) & (offset < audio.shape[1]))[..., None]
+        gathered = audio.gather(
+            1,
+            offset.clamp(0, audio.shape[1] - 1)[..., None].expand(
+                -1, -1, text.shape[-1]
+            ),
+        )
+        embeds = torch.where(is_audio, gathered, text)
+        mask = (torch.arange(time_len)[None] < lens[:, None]).long()
+        logits = peft_model(inputs_embeds=embeds, attention_mask=mask).logits
+        targets = ids[:, 1:].masked_fill(spans[:, 1:] < 0, -100)
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(),
+            targets.flatten(),
+            ignore_index=-100,
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(optimizer_params, 5.0)
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def timed(function, repeats):
+    function()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - start) / repeats
+
+
+def measure(name, scale, work):
+    """Runs one measurement (in its own process) and returns a dict."""
+    torch.manual_seed(0)
+    steps = SCALES[scale]["steps"]
+    if name == "step_vs_bare":
+        brain, loader, hparams = load_brain(scale, work, cached=True)
+        batch = next(iter(loader))
+        recipe_s = timed(lambda: brain.fit_batch(batch), steps)
+        params = [p for p in brain.modules.parameters() if p.requires_grad]
+        bare = bare_step_factory(hparams, params)
+        bare_s = timed(lambda: bare(batch), steps)
+        return {"recipe_step_s": recipe_s, "bare_step_s": bare_s}
+    if name in ("epoch_cached", "epoch_online"):
+        cached = name == "epoch_cached"
+        brain, loader, _ = load_brain(scale, work, cached=cached)
+        batches = list(loader)
+        brain.fit_batch(batches[0])  # warm-up
+        start = time.perf_counter()
+        for batch in batches:
+            brain.fit_batch(batch)
+        return {
+            "epoch_s": time.perf_counter() - start,
+            "clips": len(loader.dataset),
+        }
+    if name in ("qpmapper", "concat"):
+        brain, loader, _ = load_brain(scale, work, cached=True, connector=name)
+        batch = next(iter(loader))
+        seconds = timed(lambda: brain.fit_batch(batch), steps)
+        return {
+            "step_s": seconds,
+            "clips_per_s": SCALES[scale]["batch"] / seconds,
+            "trainable": sum(
+                p.numel() for p in brain.modules.parameters() if p.requires_grad
+            ),
+        }
+    raise ValueError(name)
+
+
+def run_in_subprocess(name, scale, work):
+    result = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--scale",
+            scale,
+            "--work",
+            work,
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{name} at {scale} scale failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scale", default="both", choices=["demo", "paper", "both"]
+    )
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None)
+    args = parser.parse_args()
+    if args.one:
+        result = measure(args.one, args.scale, args.work)
+        result["peak_rss_gb"] = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        )
+        print(json.dumps(result))
+        return
+    scales = ["demo", "paper"] if args.scale == "both" else [args.scale]
+    print(
+        f"CPU threads: {torch.get_num_threads()}; random weights; "
+        "float32; cached frames unless stated"
+    )
+    for scale in scales:
+        work = args.work or tempfile.mkdtemp(prefix=f"bench_{scale}_")
+        write_clips(work, SCALES[scale]["clips"])
+        print(
+            f"\n== {scale} scale: {SCALES[scale]['encoder']} + "
+            f"{SCALES[scale]['llm']}, batch {SCALES[scale]['batch']}, "
+            "5-10 s clips"
+        )
+        if scale == "demo":
+            step = run_in_subprocess("step_vs_bare", scale, work)
+            print(
+                f"recipe step {step['recipe_step_s']:.3f} s, bare "
+                f"PyTorch+peft step {step['bare_step_s']:.3f} s -> ratio "
+                f"{step['recipe_step_s'] / step['bare_step_s']:.2f} "
+                f"(target <= 1.10); peak {step['peak_rss_gb']:.2f} GB"
+            )
+            cached = run_in_subprocess("epoch_cached", scale, work)
+            online = run_in_subprocess("epoch_online", scale, work)
+            print(
+                f"epoch of {cached['clips']} clips: cached "
+                f"{cached['epoch_s']:.1f} s, online "
+                f"{online['epoch_s']:.1f} s -> ratio "
+                f"{cached['epoch_s'] / online['epoch_s']:.2f} (target <= "
+                f"0.5); peak {cached['peak_rss_gb']:.2f} / "
+                f"{online['peak_rss_gb']:.2f} GB"
+            )
+        ours = run_in_subprocess("qpmapper", scale, work)
+        theirs = run_in_subprocess("concat", scale, work)
+        print(
+            f"QPMapper: {ours['clips_per_s']:.2f} clips/s "
+            f"({ours['trainable'] / 1e6:.1f}M trainable, peak "
+            f"{ours['peak_rss_gb']:.2f} GB); concat 10 Hz connector: "
+            f"{theirs['clips_per_s']:.2f} clips/s "
+            f"({theirs['trainable'] / 1e6:.1f}M trainable, peak "
+            f"{theirs['peak_rss_gb']:.2f} GB) -> speed-up "
+            f"{ours['clips_per_s'] / theirs['clips_per_s']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

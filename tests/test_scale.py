@@ -1,0 +1,217 @@
+"""Scale features: DDP, resume after SIGKILL, bf16, 4-bit, dynamic batches."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import RECIPE, recipe_overrides, train
+from peft import LoraConfig
+
+from speechbrain_emosllm import SpeechLLM
+from speechbrain_emosllm.speech_llm import check_quantization_support
+
+SMALL = dict(qpmapper_dim=32, qpmapper_ffn=32, qpmapper_heads=4)
+
+
+def epoch_losses(output, phase="p1_asr"):
+    log = open(os.path.join(output, phase, "train_log.txt")).read()
+    return [
+        (float(a), float(b))
+        for a, b in re.findall(
+            r"train loss: ([\d.]+) - valid loss: ([\d.]+)", log
+        )
+    ]
+
+
+def best_qpmapper(output):
+    from speechbrain_emosllm.checkpoints import find_best_checkpoint
+
+    checkpoint = find_best_checkpoint(os.path.join(output, "p1_asr"))
+    state = torch.load(checkpoint.paramfiles["qpmapper"])
+    return torch.cat([value.flatten().float() for value in state.values()])
+
+
+def test_ddp_two_processes_match_one_process(
+    tiny_models, tiny_corpus, tmp_path
+):
+    """2 processes x batch 2 (gloo) against 1 process x batch 4, in the
+    same order without dropout: the trained QPMapper weights must differ
+    by less than 25% of how much a different global batch (1 x 2) moves
+    them. (DDP averages per-process token means where one process averages
+    over all tokens, so the match is close, not exact.)"""
+    runs = {
+        "single": (4, [sys.executable]),
+        "ddp": (
+            2,
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "--master_port=29517",
+            ],
+        ),
+        "other_batch": (2, [sys.executable]),
+    }
+    weights = {}
+    for name, (per_process, launcher) in runs.items():
+        output = str(tmp_path / name)
+        overrides = recipe_overrides(
+            tiny_models,
+            tiny_corpus,
+            output,
+            batch_size=per_process,
+            train_shuffle=False,
+            qpmapper_dropout=0.0,
+            number_of_epochs=2,
+            **SMALL,
+        )
+        env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+        result = subprocess.run(
+            [
+                *launcher,
+                "train.py",
+                "hparams/p1_asr.yaml",
+                *overrides,
+                "--distributed_backend=gloo",
+            ],
+            cwd=RECIPE,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert len(epoch_losses(output)) == 2
+        weights[name] = best_qpmapper(output)
+    ddp_gap = (weights["ddp"] - weights["single"]).norm()
+    batch_gap = (weights["other_batch"] - weights["single"]).norm()
+    assert batch_gap > 0
+    assert ddp_gap < 0.25 * batch_gap, (ddp_gap, batch_gap)
+
+
+def test_a_killed_run_resumes_mid_epoch(tiny_models, tiny_corpus, tmp_path):
+    output = str(tmp_path / "resume")
+    overrides = recipe_overrides(
+        tiny_models,
+        tiny_corpus,
+        output,
+        batch_size=1,
+        number_of_epochs=1,
+        ckpt_interval_minutes=0,
+        ckpt_interval_steps=4,
+        **SMALL,
+    )
+    command = [sys.executable, "train.py", "hparams/p1_asr.yaml", *overrides]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    save = os.path.join(output, "p1_asr", "save")
+    process = subprocess.Popen(
+        command,
+        cwd=RECIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.isdir(save) and any(
+            name.startswith("CKPT") for name in os.listdir(save)
+        ):
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (
+        not os.path.isfile(os.path.join(output, "p1_asr", "train_log.txt"))
+        or "epoch: 1"
+        not in open(os.path.join(output, "p1_asr", "train_log.txt")).read()
+    )
+
+    result = subprocess.run(
+        command,
+        cwd=RECIPE,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Loading a checkpoint from" in result.stdout
+    assert (
+        "intra-epoch" in result.stdout
+        or "brain_intra_epoch_ckpt" in result.stdout
+        or _resumed_steps(result.stdout) < 16
+    )
+    assert len(epoch_losses(output)) == 1
+
+
+def _resumed_steps(log):
+    """Number of training steps the progress bar reached in a log."""
+    found = re.findall(r"(\d+)/16 \[", log)
+    return (
+        max(int(n) for n in found) - min(int(n) for n in found) + 1
+        if found
+        else 16
+    )
+
+
+def test_bfloat16_backbone_keeps_lora_in_float32(tiny_models):
+    torch.manual_seed(0)
+    llm = SpeechLLM(
+        tiny_models["llm"],
+        dtype="bfloat16",
+        lora_config=LoraConfig(r=4, target_modules=["q_proj"]),
+    )
+    trainable = [p for p in llm.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    frozen = llm.hf_model.get_input_embeddings().weight
+    assert frozen.dtype == torch.bfloat16
+    ids = torch.randint(3, 300, (2, 20))
+    spans = torch.full_like(ids, -1)
+    spans[:, 15:] = 1
+    audio = torch.randn(2, 3, llm.hidden_size, requires_grad=True)
+    loss = llm(
+        audio,
+        ids,
+        torch.tensor([20, 18]),
+        torch.tensor([2, 2]),
+        spans,
+        torch.ones(3),
+    )["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and audio.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in trainable)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only check")
+def test_quantization_without_cuda_is_a_clear_error(tiny_models):
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True)
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        check_quantization_support(config)
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        SpeechLLM(tiny_models["llm"], quantization_config=config)
+
+
+def test_dynamic_batching_trains(tiny_models, tiny_corpus, tmp_path):
+    output = str(tmp_path / "dynamic")
+    overrides = recipe_overrides(
+        tiny_models,
+        tiny_corpus,
+        output,
+        dynamic_batching=True,
+        dynamic_batch_sampler="{max_batch_length: 2.0, num_buckets: 2}",
+        **SMALL,
+    )
+    result = train("p1_asr", overrides)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert len(epoch_losses(output)) == 1
