@@ -390,6 +390,8 @@ def padded_collate():
 def main():
     """Parses arguments, prepares data, trains and tests one phase."""
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    # Joins the process group when launched by torchrun (no-op otherwise).
+    sb.utils.distributed.ddp_init_group(run_opts)
     merged_yaml, overrides = compose_hparams(hparams_file, overrides)
     merged_yaml = merged_yaml.getvalue()
     hparams = load_hyperpyyaml(merged_yaml, overrides)
