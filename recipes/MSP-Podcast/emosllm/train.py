@@ -73,10 +73,13 @@ class EmoSLLM(sb.Brain):
         """Answer loss (weighted spans) and, in evaluation, every mode."""
         input_ids, relative = batch.input_ids
         span_ids, _ = batch.span_ids
+        if stage == sb.Stage.TRAIN:
+            # Evaluation keeps the weight reached by training.
+            self.current_asr_weight = self.asr_weight()
         span_weights = torch.tensor(
             [
                 self.hparams.markup_loss_weight,
-                self.asr_weight(),
+                self.current_asr_weight,
                 self.hparams.emotion_loss_weight,
             ]
         )
@@ -97,6 +100,8 @@ class EmoSLLM(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.evaluate_modes(audio_embeddings, batch)
         return out["loss"]
+
+    current_asr_weight = 1.0
 
     def asr_weight(self):
         """Current weight of the transcript span (scheduled in phase 3)."""
@@ -167,7 +172,7 @@ class EmoSLLM(sb.Brain):
                 stats_meta={
                     "epoch": epoch,
                     "lr": old_lr,
-                    "asr_weight": self.asr_weight(),
+                    "asr_weight": self.current_asr_weight,
                 },
                 train_stats=self.train_stats,
                 valid_stats=stats,
