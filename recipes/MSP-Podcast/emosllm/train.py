@@ -325,8 +325,11 @@ def dataio_prepare(hparams, builder):
         def pipeline(wrd, emo):
             # Training draws a paraphrase and a label order per example
             # (DataLoader workers seed `random` differently).
+            task = hparams["task"]
+            if shuffle and random.random() < hparams["ser_task_share"]:
+                task = "ser"  # optional SER-only examples (P3 mixing)
             example = builder.training_example(
-                hparams["task"], wrd, emo, random if shuffle else None
+                task, wrd, emo, random if shuffle else None
             )
             yield torch.tensor(example["input_ids"])
             yield torch.tensor(example["span_ids"])
