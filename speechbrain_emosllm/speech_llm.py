@@ -59,6 +59,12 @@ def to_left_padding(ids, lengths, pad_value):
     return shifted.masked_fill(source < 0, pad_value)
 
 
+def _world_size():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 def relative_to_absolute(relative, max_len):
     """Converts SpeechBrain relative lengths to integer lengths.
 
@@ -270,6 +276,7 @@ class SpeechLLM(nn.Module):
         span_ids,
         span_weights,
         emotion_weights=None,
+        sync_token_count=False,
     ):
         """Weighted next-token cross-entropy on the answer tokens.
 
@@ -290,6 +297,10 @@ class SpeechLLM(nn.Module):
         emotion_weights : torch.Tensor, optional
             (batch,) extra weight of each row's emotion tokens (class
             weights for imbalanced data).
+        sync_token_count : bool
+            Under torch.distributed, divide by the (weighted) token count of
+            the global batch rather than this process's (training with DDP;
+            every process must call it).
 
         Returns
         -------
@@ -338,7 +349,15 @@ class SpeechLLM(nn.Module):
             )
         weights = weights[selected]
         selected_spans = spans[selected]
-        stats = {"loss": (token_ce * weights).sum() / weights.sum()}
+        normalizer = weights.sum()
+        if sync_token_count and _world_size() > 1:
+            # Normalise by the tokens of the whole global batch, so that
+            # averaging gradients over processes (DDP) gives exactly the
+            # single-process gradient of the same global batch.
+            normalizer = normalizer.detach().clone()
+            torch.distributed.all_reduce(normalizer)
+            normalizer = normalizer / _world_size()
+        stats = {"loss": (token_ce * weights).sum() / normalizer}
         for name, span in (("transcript", 1), ("emotion", EMOTION)):
             in_span = (selected_spans == span).to(token_ce)
             stats[name] = (token_ce * in_span).sum() / in_span.sum().clamp(

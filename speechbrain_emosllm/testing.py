@@ -245,8 +245,10 @@ def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
         WhisperForConditionalGeneration,
     )
 
+    # Whisper's real vocabulary size keeps its default special token ids
+    # valid (they matter to the CTranslate2 converter's round trip).
     config = WhisperConfig(
-        vocab_size=100,
+        vocab_size=51865,
         d_model=d_model,
         encoder_layers=num_layers,
         decoder_layers=num_layers,
@@ -255,10 +257,6 @@ def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
         encoder_ffn_dim=2 * d_model,
         decoder_ffn_dim=2 * d_model,
         max_target_positions=32,
-        decoder_start_token_id=1,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
     )
     torch.manual_seed(seed)
     WhisperForConditionalGeneration(config).save_pretrained(folder)

@@ -135,7 +135,9 @@ def synthesize_corpus(
     emotion_word_share : float
         Share of sentences with emotion words.
     seed : int
-        Seed: the corpus is a deterministic function of the options.
+        Seed: texts, labels, speakers and prosody are a deterministic
+        function of the options (eSpeak NG's waveforms themselves vary by a
+        few samples from call to call).
     sample_rate : int
         Sampling rate of the written files.
 

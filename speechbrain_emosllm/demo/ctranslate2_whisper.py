@@ -26,20 +26,20 @@ class _Reader:
         self.data, self.offset = data, 0
 
     def take(self, fmt):
-        values = struct.unpack_from("<" + fmt, self.data, self.offset)
+        try:
+            values = struct.unpack_from("<" + fmt, self.data, self.offset)
+        except struct.error as error:
+            raise ValueError("model.bin ends early (truncated?).") from error
         self.offset += struct.calcsize("<" + fmt)
         return values if len(values) > 1 else values[0]
 
     def string(self):
-        length = self.take("H")
-        raw = self.data[self.offset : self.offset + length]
-        self.offset += length
-        return raw.rstrip(b"\0").decode("utf-8")
+        return self.raw(self.take("H")).rstrip(b"\0").decode("utf-8")
 
     def raw(self, size):
         chunk = self.data[self.offset : self.offset + size]
         if len(chunk) != size:
-            raise ValueError("model.bin ends in the middle of a tensor.")
+            raise ValueError("model.bin ends early (truncated?).")
         self.offset += size
         return chunk
 

@@ -157,7 +157,7 @@ def run_phase(phase, overrides, output):
     """Runs one phase with train.py unless it already finished."""
     done = os.path.join(output, phase, "demo_phase_done")
     if os.path.isfile(done):
-        print(f"{phase}: already done ({done})")
+        print(f"{phase}: already done ({done})", flush=True)
         return 0.0
     start = time.time()
     env = dict(
@@ -176,6 +176,7 @@ def run_phase(phase, overrides, output):
             f"{phase} failed (exit {result.returncode}); see "
             f"{os.path.join(output, phase, 'log.txt')}"
         )
+    open(done, "w").close()
     return time.time() - start
 
 

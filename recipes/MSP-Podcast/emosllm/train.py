@@ -96,6 +96,7 @@ class EmoSLLM(sb.Brain):
             span_ids,
             span_weights,
             emotion_weights,
+            sync_token_count=stage == sb.Stage.TRAIN,
         )
         if stage != sb.Stage.TRAIN:
             self.evaluate_modes(audio_embeddings, batch)
@@ -329,7 +330,10 @@ def dataio_prepare(hparams, builder):
             if shuffle and random.random() < hparams["ser_task_share"]:
                 task = "ser"  # optional SER-only examples (P3 mixing)
             example = builder.training_example(
-                task, wrd, emo, random if shuffle else None
+                task,
+                wrd,
+                emo,
+                random if shuffle and hparams["random_train_prompts"] else None,
             )
             yield torch.tensor(example["input_ids"])
             yield torch.tensor(example["span_ids"])
