@@ -15,46 +15,9 @@ import os
 import torch
 from speechbrain.inference.interfaces import Pretrained
 
+from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.decoding import ALL_MODES, EmotionDecoder
 from speechbrain_emosllm.prompts import PromptBuilder
-
-
-def read_audio_file(path, sample_rate):
-    """Mono audio at ``sample_rate`` from any file torchaudio can decode.
-
-    Arguments
-    ---------
-    path : str
-        Audio file.
-    sample_rate : int
-        Target sampling rate.
-
-    Returns
-    -------
-    torch.Tensor
-        (samples,) waveform.
-    """
-    import torchaudio
-    from speechbrain.dataio.dataio import read_audio, read_audio_info
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Audio file not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"Audio file is empty: {path}")
-    try:
-        info = read_audio_info(path)
-        signal = read_audio(path)
-    except Exception as error:  # backends raise many error types
-        raise ValueError(f"Cannot decode audio file {path}: {error}") from error
-    if signal.dim() == 2:  # (samples, channels): down-mix
-        signal = signal.mean(dim=1)
-    if signal.numel() == 0:
-        raise ValueError(f"Audio file has no samples: {path}")
-    if info.sample_rate != sample_rate:
-        signal = torchaudio.functional.resample(
-            signal, info.sample_rate, sample_rate
-        )
-    return signal
 
 
 class EmotionLLM(Pretrained):

@@ -28,12 +28,12 @@ from collections import Counter
 
 import speechbrain as sb
 import torch
-import torchaudio
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm import EmotionMetrics, PromptBuilder
+from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.checkpoints import (
     SELECTION_KEY,
     find_best_checkpoint,
@@ -264,24 +264,6 @@ def normalize_words(text):
     return kept.split()
 
 
-def load_audio(path, sample_rate):
-    """Mono audio at ``sample_rate``, with a clear error for bad files."""
-    try:
-        signal = sb.dataio.dataio.read_audio(path)
-        info = sb.dataio.dataio.read_audio_info(path)
-    except Exception as error:
-        raise RuntimeError(f"Cannot read audio {path}: {error}") from error
-    if signal.dim() == 2:
-        signal = signal.mean(dim=1)
-    if signal.numel() == 0:
-        raise RuntimeError(f"Audio file {path} is empty.")
-    if info.sample_rate != sample_rate:
-        signal = torchaudio.functional.resample(
-            signal, info.sample_rate, sample_rate
-        )
-    return signal
-
-
 def class_weights_from(train_data, labels, weighting):
     """Inverse-frequency class weights with mean 1, or None."""
     if weighting == "none":
@@ -308,7 +290,7 @@ def dataio_prepare(hparams, builder):
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
-        return load_audio(wav, hparams["sample_rate"])
+        return read_audio_file(wav, hparams["sample_rate"])
 
     @sb.utils.data_pipeline.takes("id", "emo")
     @sb.utils.data_pipeline.provides("emo_index")
