@@ -71,7 +71,7 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
     int
         Number of files that failed.
     """
-    import torch
+    from speechbrain.utils.data_utils import batch_pad_right
 
     failures = 0
     window = model.hparams.max_audio_seconds * model.hparams.sample_rate
@@ -96,11 +96,8 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
             signals.append(signal)
         if not group:
             continue
-        lengths = torch.tensor([len(s) for s in signals], dtype=torch.float)
-        batch = torch.zeros(len(signals), int(lengths.max()))
-        for row, signal in enumerate(signals):
-            batch[row, : len(signal)] = signal
-        results = model.classify_batch(batch, lengths / lengths.max(), mode)
+        batch, relative = batch_pad_right(signals)
+        results = model.classify_batch(batch, relative, mode)
         for path, result in zip(group, results):
             print(json.dumps({"file": path, **result}), file=out, flush=True)
     return failures

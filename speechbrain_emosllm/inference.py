@@ -14,6 +14,7 @@ import os
 
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.decoding import ALL_MODES, EmotionDecoder
@@ -211,13 +212,10 @@ class EmotionLLM(Pretrained):
         window = int(self.hparams.max_audio_seconds * self.hparams.sample_rate)
         count = max(1, math.ceil(len(signal) / window))
         chunks = [signal[i * window : (i + 1) * window] for i in range(count)]
-        lengths = torch.tensor([len(c) for c in chunks], dtype=torch.float)
-        batch = torch.zeros(count, int(lengths.max()))
-        for row, chunk in enumerate(chunks):
-            batch[row, : len(chunk)] = chunk
+        batch, relative = batch_pad_right(chunks)
         results = self.classify_batch(
             batch,
-            lengths / lengths.max(),
+            relative,
             mode,
             None if transcript is None else [transcript] * count,
         )

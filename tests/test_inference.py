@@ -9,6 +9,7 @@ import pytest
 import soundfile
 import torch
 from conftest import run
+from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_emosllm import SpeechLLM
 from speechbrain_emosllm.checkpoints import find_best_checkpoint
@@ -93,13 +94,10 @@ def test_predictions_match_the_training_time_evaluation(
         for start in range(0, len(ids), 4):
             group = ids[start : start + 4]
             signals = [model.load_audio(manifest[u]["wav"]) for u in group]
-            lengths = torch.tensor([len(s) for s in signals], dtype=torch.float)
-            batch = torch.zeros(len(group), int(lengths.max()))
-            for row, signal in enumerate(signals):
-                batch[row, : len(signal)] = signal
+            batch, relative = batch_pad_right(signals)
             results = model.classify_batch(
                 batch,
-                lengths / lengths.max(),
+                relative,
                 mode,
                 transcripts=[manifest[u]["wrd"] for u in group],
             )
