@@ -46,7 +46,7 @@ SCALES = {
         "encoder": "wavlm_large",
         "llm": "llama-3.2-3b-instruct",
         "batch": 2,
-        "steps": 3,
+        "steps": 1,
         "clips": 4,
     },
 }
@@ -70,14 +70,15 @@ def save_random_models(scale, folder):
         model_type = config.pop("model_type")
         path = os.path.join(folder, key)
         if not os.path.isdir(path):
-            builder = AutoModelForCausalLM if key == "llm" else AutoModel
+            config_object = AutoConfig.for_model(model_type, **config)
             if model_type == "whisper":
                 from transformers import WhisperForConditionalGeneration
 
-                builder = WhisperForConditionalGeneration
-            model = builder.from_config(
-                AutoConfig.for_model(model_type, **config)
-            )
+                model = WhisperForConditionalGeneration(config_object)
+            elif key == "llm":
+                model = AutoModelForCausalLM.from_config(config_object)
+            else:
+                model = AutoModel.from_config(config_object)
             model.save_pretrained(path)
             if key == "llm":
                 make_tiny_tokenizer(2000).save_pretrained(path)
