@@ -89,6 +89,31 @@ def read_ctranslate2_model(path):
     return spec, variables
 
 
+def layer_count(variables, stack):
+    """Number of layers of ``stack`` (``"encoder"`` or ``"decoder"``).
+
+    Arguments
+    ---------
+    variables : dict
+        Output of ``read_ctranslate2_model``.
+    stack : str
+        ``"encoder"`` or ``"decoder"``.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> layer_count({"encoder/layer_0/ffn/linear_0/weight": 0}, "encoder")
+    1
+    """
+    count = 0
+    while f"{stack}/layer_{count}/ffn/linear_0/weight" in variables:
+        count += 1
+    return count
+
+
 def to_transformers_state(variables):
     """Renames CTranslate2 Whisper variables to transformers' names.
 
@@ -142,9 +167,8 @@ def to_transformers_state(variables):
         variables["encoder/position_encodings/encodings"],
     )
     norm(f"{enc}.layer_norm", "encoder/layer_norm")
-    layer = 0
-    while f"encoder/layer_{layer}/ffn/linear_0/weight" in variables:
-        src, dst = f"encoder/layer_{layer}", f"{enc}.layers.{layer}"
+
+    def self_attention_and_ffn(src, dst):
         attention(
             f"{dst}.self_attn",
             f"{src}/self_attention",
@@ -153,7 +177,11 @@ def to_transformers_state(variables):
         linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
         linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
         norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-        layer += 1
+
+    for layer in range(layer_count(variables, "encoder")):
+        self_attention_and_ffn(
+            f"encoder/layer_{layer}", f"{enc}.layers.{layer}"
+        )
 
     put(f"{dec}.embed_tokens.weight", variables["decoder/embeddings/weight"])
     put(
@@ -161,23 +189,14 @@ def to_transformers_state(variables):
         variables["decoder/position_encodings/encodings"],
     )
     norm(f"{dec}.layer_norm", "decoder/layer_norm")
-    layer = 0
-    while f"decoder/layer_{layer}/ffn/linear_0/weight" in variables:
+    for layer in range(layer_count(variables, "decoder")):
         src, dst = f"decoder/layer_{layer}", f"{dec}.layers.{layer}"
-        attention(
-            f"{dst}.self_attn",
-            f"{src}/self_attention",
-            [("linear_0", ["q_proj", "k_proj", "v_proj"])],
-        )
+        self_attention_and_ffn(src, dst)
         attention(
             f"{dst}.encoder_attn",
             f"{src}/attention",
             [("linear_0", ["q_proj"]), ("linear_1", ["k_proj", "v_proj"])],
         )
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
-        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-        layer += 1
     return state
 
 
@@ -197,12 +216,6 @@ def whisper_config(variables, ct2_config=None):
     """
     from transformers import WhisperConfig
 
-    def count(prefix):
-        n = 0
-        while f"{prefix}/layer_{n}/ffn/linear_0/weight" in variables:
-            n += 1
-        return n
-
     d_model, n_mels = variables["encoder/conv1/weight"].shape[:2]
     heads = int(np.asarray(variables["encoder/num_heads"]).reshape(-1)[0])
     vocab = variables["decoder/embeddings/weight"].shape[0]
@@ -212,8 +225,8 @@ def whisper_config(variables, ct2_config=None):
         vocab_size=vocab,
         num_mel_bins=n_mels,
         d_model=d_model,
-        encoder_layers=count("encoder"),
-        decoder_layers=count("decoder"),
+        encoder_layers=layer_count(variables, "encoder"),
+        decoder_layers=layer_count(variables, "decoder"),
         encoder_attention_heads=heads,
         decoder_attention_heads=heads,
         encoder_ffn_dim=variables["encoder/layer_0/ffn/linear_0/weight"].shape[
