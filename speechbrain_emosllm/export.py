@@ -21,6 +21,7 @@ from io import StringIO
 
 import ruamel.yaml
 import torch
+from ruamel.yaml.comments import TaggedScalar
 
 from speechbrain_emosllm.checkpoints import find_best_checkpoint
 from speechbrain_emosllm.labels import emotion_labels
@@ -102,17 +103,12 @@ def export_model(phase_folder, model_folder):
 
     labels = emotion_labels(tree["n_classes"])
     encoder = tree["encoder"]
-    encoder["source"] = "!REF_ENCODER"
-    encoder["save_path"] = "!REF_CACHE"
+    # References into the inference file's own keys, as tagged scalars.
+    encoder["source"] = TaggedScalar("<encoder_source>", tag="!ref")
+    encoder["save_path"] = TaggedScalar("<hub_cache>", tag="!ref")
     stream = StringIO()
     yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
-    modules_yaml = (
-        stream.getvalue()
-        .replace("'!REF_ENCODER'", "!ref <encoder_source>")
-        .replace("!REF_ENCODER", "!ref <encoder_source>")
-        .replace("'!REF_CACHE'", "!ref <hub_cache>")
-        .replace("!REF_CACHE", "!ref <hub_cache>")
-    )
+    modules_yaml = stream.getvalue()
 
     os.makedirs(model_folder, exist_ok=True)
     header = INFERENCE_YAML.format(
