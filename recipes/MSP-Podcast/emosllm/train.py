@@ -399,6 +399,8 @@ def main():
         ) as f:
             f.write(resolve_references(merged_yaml, overrides).getvalue())
     if hparams["previous_phase_folder"] and not run_opts.get("test_only"):
+        # Fail before data preparation and feature caching, not after them;
+        # the weights are loaded later, in `EmoSLLM.warm_start`.
         find_best_checkpoint(hparams["previous_phase_folder"])
 
     if not hparams["skip_prep"]:
