@@ -5,17 +5,73 @@ Authors
 """
 
 import os
+import pathlib
 
 from speechbrain.utils.checkpoints import (
     DEFAULT_LOAD_HOOKS,
     DEFAULT_TRANSFER_HOOKS,
+    Checkpoint,
     Checkpointer,
     get_default_hook,
 )
+from speechbrain.utils.distributed import if_main_process
 
 # Every phase stores this lower-is-better number in its checkpoints' meta:
 # validation loss or WER in P1/P2, 1 - macro-F1 in P3.
 SELECTION_KEY = "selection_error"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A SpeechBrain ``Checkpointer`` whose checkpoints appear all at once.
+
+    SpeechBrain writes a checkpoint folder file by file, meta file first, so
+    a job killed during a save leaves a folder that looks complete and
+    breaks the next recovery. Here each checkpoint is written in a hidden
+    staging folder and renamed into place (atomic on one file system) only
+    when every file is written.
+
+    Arguments
+    ---------
+    checkpoints_dir : str
+        Where checkpoints are kept.
+    **kwargs
+        Passed to ``Checkpointer``.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> folder = tempfile.mkdtemp()
+    >>> ckpt = AtomicCheckpointer(folder, {"layer": torch.nn.Linear(2, 2)})
+    >>> saved = ckpt.save_checkpoint(verbosity=0)
+    >>> saved.path.parent == ckpt.checkpoints_dir, saved.path.exists()
+    (True, True)
+    >>> ckpt.find_checkpoint().path == saved.path
+    True
+    """
+
+    STAGING = ".staging"
+
+    def _staged(self, path):
+        return path.parent / self.STAGING / path.name
+
+    def _new_checkpoint_dirpath(self):
+        return self._staged(super()._new_checkpoint_dirpath())
+
+    def _custom_checkpoint_dirpath(self, name):
+        return self._staged(super()._custom_checkpoint_dirpath(name))
+
+    def save_checkpoint(self, *args, **kwargs):
+        """Saves in the staging folder, then renames into place."""
+        saved = super().save_checkpoint(*args, **kwargs)
+        if saved is None or not if_main_process():
+            return saved
+        final = pathlib.Path(self.checkpoints_dir) / saved.path.name
+        os.replace(saved.path, final)
+        paramfiles = {
+            name: final / pathlib.Path(path).name
+            for name, path in saved.paramfiles.items()
+        }
+        return Checkpoint(final, saved.meta, paramfiles)
 
 
 def find_best_checkpoint(phase_folder):

@@ -123,12 +123,11 @@ def test_a_killed_run_resumes_mid_epoch(tiny_models, tiny_corpus, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    # Kill once an intra-epoch checkpoint is complete (SpeechBrain writes
-    # a checkpoint folder file by file: the dataloader state comes last).
+    # Kill as soon as an intra-epoch checkpoint appears: checkpoints are
+    # renamed into place only once complete (AtomicCheckpointer).
     while time.time() < deadline and process.poll() is None:
         if os.path.isdir(save) and any(
-            os.path.isfile(os.path.join(save, name, "dataloader-TRAIN.ckpt"))
-            for name in os.listdir(save)
+            name.startswith("CKPT") for name in os.listdir(save)
         ):
             break
         time.sleep(0.02)
