@@ -105,6 +105,17 @@ def test_unknown_label_names_the_utterance(tiny_models, tiny_corpus, tmp_path):
     assert f"Utterance {first}: emotion 'Bored'" in result.stdout
 
 
+def test_an_unknown_sorting_is_a_clear_error(
+    tiny_models, tiny_corpus, tmp_path
+):
+    overrides = recipe_overrides(
+        tiny_models, tiny_corpus, str(tmp_path), sorting="shortest"
+    )
+    result = train("p1_asr", overrides)
+    assert result.returncode != 0
+    assert "Unknown sorting 'shortest'" in result.stdout
+
+
 def test_a_typo_in_a_phase_file_is_reported(tmp_path):
     phase = tmp_path / "p9.yaml"
     phase.write_text(

@@ -357,8 +357,15 @@ def dataio_prepare(hparams, builder):
         data.set_output_keys(keys)
         return data
 
+    sorting = hparams["sorting"]
+    if sorting not in ("random", "ascending", "descending"):
+        raise ValueError(
+            f"Unknown sorting '{sorting}': use random, ascending or descending."
+        )
     train = dataset(hparams["train_json"], True).filtered_sorted(
-        key_max_value={"duration": hparams["max_train_seconds"]}
+        sort_key=None if sorting == "random" else "duration",
+        reverse=sorting == "descending",
+        key_max_value={"duration": hparams["max_train_seconds"]},
     )
     valid = dataset(hparams["valid_json"], False)
     if hparams["valid_subset"]:
@@ -470,6 +477,15 @@ def main():
         )
         for key in ("train", "valid", "test")
     }
+    if hparams["sorting"] != "random":
+        loader_opts["train"]["shuffle"] = False
+    # Every process of a torchrun job sees 1/world_size of the batches
+    # (this paces the phase-3 ASR weight schedule).
+    world_size = (
+        torch.distributed.get_world_size()
+        if torch.distributed.is_initialized()
+        else 1
+    )
     if hparams["dynamic_batching"]:
         from speechbrain.dataio.sampler import DynamicBatchSampler
 
@@ -483,10 +499,10 @@ def main():
             "num_workers": hparams["num_workers"],
             "collate_fn": padded_collate(),
         }
-        brain.steps_per_epoch = len(sampler)
+        brain.steps_per_epoch = math.ceil(len(sampler) / world_size)
     else:
         brain.steps_per_epoch = math.ceil(
-            len(train_data) / loader_opts["train"]["batch_size"]
+            len(train_data) / (loader_opts["train"]["batch_size"] * world_size)
         )
 
     brain.fit(
