@@ -39,14 +39,17 @@ MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 
 # Full demo: real weights. Sizes, phase lengths and learning rates were
 # chosen to fit 30 minutes on 2 CPU cores (see the README). Phases 1 and 2
-# skip their test stage: only phase 3's results are reported.
+# skip their evaluation modes: only phase 3's results are reported.
 FULL = {
-    "corpus": {"n_train": 400, "n_valid": 40, "n_test": 120},
+    "corpus": {"n_train": 320, "n_valid": 40, "n_test": 80},
     "common": {
         "batch_size": 12,
         "test_batch_size": 16,
         "max_new_tokens": 24,
         "free_generation": False,
+        # SmolLM2's default system prompt is 17 tokens of a ~100-token
+        # example; a short one makes every step ~8% cheaper.
+        "system_prompt": "You are a helpful assistant.",
     },
     "phases": {
         "p1_asr": {
@@ -60,10 +63,23 @@ FULL = {
             "lr": 0.0005,
             "test_modes": "[]",
         },
-        # The paper's phase 3: joint answers only. (Mixing in 30% SER-only
-        # examples, --ser_task_share=0.3, did not help ser_only on held-out
-        # voices and hurt the joint modes; see the README.)
-        "p3_joint": {"number_of_epochs": 3, "lr": 0.0005},
+        # Phase 3 mixes SER-only answers into half of the examples: the
+        # paper's joint answers alone never teach the ser_only prompt
+        # (ser_only stayed at chance), and the emotion token is weighted 3x
+        # so that prosody is learned within 4 short epochs. The transcript
+        # weight decays only to 0.8 (0.1: WER 63%, 0.5: 52%, 0.8: 49%) as
+        # half of the answers carry no transcript.
+        "p3_joint": {
+            "number_of_epochs": 4,
+            "lr": 0.0005,
+            "ser_task_share": 0.5,
+            "emotion_loss_weight": 3.0,
+            "asr_loss_weight_final": 0.8,
+            # SER-only answers are learned last (valid joint_oracle peaks
+            # an epoch earlier): keep the epoch with the best ser_only.
+            "valid_modes": "[ser_only, joint_oracle]",
+            "selection_mode": "ser_only",
+        },
     },
 }
 # Quick variant: tiny random models, a few dozen clips, same code path.
