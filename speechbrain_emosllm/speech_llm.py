@@ -59,9 +59,20 @@ def to_left_padding(ids, lengths, pad_value):
     return shifted.masked_fill(source < 0, pad_value)
 
 
-def _world_size():
+def world_size():
+    """Number of processes of the torch.distributed job (1 without one).
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> world_size()
+    1
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
+        return torch.distributed.getworld_size()
     return 1
 
 
@@ -350,13 +361,13 @@ class SpeechLLM(nn.Module):
         weights = weights[selected]
         selected_spans = spans[selected]
         normalizer = weights.sum()
-        if sync_token_count and _world_size() > 1:
+        if sync_token_count and world_size() > 1:
             # Normalise by the tokens of the whole global batch, so that
             # averaging gradients over processes (DDP) gives exactly the
             # single-process gradient of the same global batch.
             normalizer = normalizer.detach().clone()
             torch.distributed.all_reduce(normalizer)
-            normalizer = normalizer / _world_size()
+            normalizer = normalizer / world_size()
         stats = {"loss": (token_ce * weights).sum() / normalizer}
         for name, span in (("transcript", 1), ("emotion", EMOTION)):
             in_span = (selected_spans == span).to(token_ce)

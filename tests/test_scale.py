@@ -96,7 +96,6 @@ def test_ddp_two_processes_match_one_process(
         weights[name] = best_qpmapper(output)
     ddp_gap = (weights["ddp"] - weights["single"]).norm()
     batch_gap = (weights["other_batch"] - weights["single"]).norm()
-    print(f"DDP gap {ddp_gap:.5f}; different-batch gap {batch_gap:.5f}")
     assert batch_gap > 0
     assert ddp_gap < 0.02 * batch_gap, (ddp_gap, batch_gap)
 

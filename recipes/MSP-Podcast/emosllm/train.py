@@ -47,7 +47,7 @@ from speechbrain_emosllm.features import (
 )
 from speechbrain_emosllm.hparams import compose_hparams
 from speechbrain_emosllm.labels import emotion_labels
-from speechbrain_emosllm.speech_llm import relative_to_absolute
+from speechbrain_emosllm.speech_llm import relative_to_absolute, world_size
 
 logger = get_logger(__name__)
 
@@ -367,6 +367,8 @@ def dataio_prepare(hparams, builder):
         reverse=sorting == "descending",
         key_max_value={"duration": hparams["max_train_seconds"]},
     )
+    if sorting != "random":
+        hparams["train_dataloader_opts"]["shuffle"] = False
     valid = dataset(hparams["valid_json"], False)
     if hparams["valid_subset"]:
         valid = valid.filtered_sorted(select_n=hparams["valid_subset"])
@@ -477,15 +479,9 @@ def main():
         )
         for key in ("train", "valid", "test")
     }
-    if hparams["sorting"] != "random":
-        loader_opts["train"]["shuffle"] = False
     # Every process of a torchrun job sees 1/world_size of the batches
     # (this paces the phase-3 ASR weight schedule).
-    world_size = (
-        torch.distributed.get_world_size()
-        if torch.distributed.is_initialized()
-        else 1
-    )
+    processes = world_size()
     if hparams["dynamic_batching"]:
         from speechbrain.dataio.sampler import DynamicBatchSampler
 
@@ -499,10 +495,10 @@ def main():
             "num_workers": hparams["num_workers"],
             "collate_fn": padded_collate(),
         }
-        brain.steps_per_epoch = math.ceil(len(sampler) / world_size)
+        brain.steps_per_epoch = math.ceil(len(sampler) / processes)
     else:
         brain.steps_per_epoch = math.ceil(
-            len(train_data) / (loader_opts["train"]["batch_size"] * world_size)
+            len(train_data) / (loader_opts["train"]["batch_size"] * processes)
         )
 
     brain.fit(
