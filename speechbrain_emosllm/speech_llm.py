@@ -72,7 +72,7 @@ def world_size():
     1
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.getworld_size()
+        return torch.distributed.get_world_size()
     return 1
 
 
