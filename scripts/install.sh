@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
+# No pip cache: the CUDA build of torch and its libraries are ~5 GB
+# unpacked; keeping the wheels too would almost double the disk needed.
+export PIP_NO_CACHE_DIR=1
 python -m pip install -q --upgrade pip
 # torch first: torchaudio 2.11 only loads beside torch 2.11 from PyPI.
 python -m pip install -q -r requirements.txt
