@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import run
 from speechbrain.utils.data_utils import batch_pad_right
 
+from conftest import run
 from speechbrain_emosllm import SpeechLLM
 from speechbrain_emosllm.checkpoints import find_best_checkpoint
 from speechbrain_emosllm.cli import infer

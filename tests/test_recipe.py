@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+
 from conftest import PHASES, RECIPE, recipe_overrides, run, train
 
 

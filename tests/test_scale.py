@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
-from conftest import RECIPE, recipe_overrides, train
 from peft import LoraConfig
 
+from conftest import RECIPE, recipe_overrides, train
 from speechbrain_emosllm import SpeechLLM
 from speechbrain_emosllm.speech_llm import check_quantization_support
 
