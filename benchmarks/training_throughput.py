@@ -1,26 +1,40 @@
 """Training-speed benchmark of the recipe (ratios measured in one run).
 
     python benchmarks/training_throughput.py [--scale demo|paper|both]
+        [--tokenizer FOLDER]
 
 Everything is built from configs with random weights (no download) and
 timed on this machine, one configuration per subprocess so that each peak
-memory is its own. It prints:
+memory is its own. The batches are phase-3 joint examples of 5-10 s clips
+(transcripts of 2.5 words per second; 4 classes at the demo's scale, the
+8 of the MSP-Podcast protocol at the paper's), tokenised by a real
+tokenizer when one is given (by default the demo's SmolLM2 tokenizer, once
+the demo has run) so that the prompts' token counts are realistic. It
+prints, at the demo's scale (Whisper tiny.en + SmolLM2-135M, batch 8) and
+at the paper's (WavLM Large + Llama-3.2-3B, float32, batch 2):
 
-1. recipe step / bare loop: one ``Brain.fit_batch`` of the recipe against a
-   hand-written PyTorch + peft step doing the same math on the same batch
-   (target <= 1.10);
+1. recipe step / bare loop (demo scale): one ``Brain.fit_batch`` of the
+   recipe against a hand-written PyTorch + peft step doing the same math on
+   the same batch (target <= 1.10);
 2. cached epoch / online epoch: an epoch on cached encoder frames against
-   one that runs the frozen encoder (target <= 0.5);
+   one that runs the frozen encoder (target <= 0.5), and the encoder's
+   share of the online step, which bounds what any cache can save;
 3. QPMapper / concat connector: training clips per second with our
    32-query QPMapper against SpeechBrain's LibriSpeech speech-LLM connector
-   (concatenate 5 frames -> 10 Hz, 2-layer MLP) on 5-10 s clips, same
-   encoder and LLM, at the demo's scale (Whisper tiny.en + SmolLM2-135M) and
-   at the paper's (WavLM Large + Llama-3.2-3B, float32, batch 2);
+   (concatenate 5 frames -> 10 Hz, 2-layer MLP), same encoder and LLM. The
+   concat connector is timed twice: with as many audio tokens as the clips'
+   mean length (ideal length bucketing) and with the timed batch's padded
+   length (what it does on a random batch). Each line gives the
+   connector's own forward+backward time and the LLM's sequence length, and
+   a straight-line fit of step time against sequence length splits the
+   step into a per-step part (streaming the frozen weights) and a
+   per-token part;
 4. peak memory of each run.
 """
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -34,6 +48,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "MSP-Podcast", "emosllm")
+DEMO_TOKENIZER = os.path.join(ROOT, "results", "demo", "assets", "smollm2-135m")
 SCALES = {
     "demo": {
         "encoder": "whisper_tiny_en",
@@ -41,13 +56,15 @@ SCALES = {
         "batch": 8,
         "steps": 6,
         "clips": 32,
+        "classes": 4,
     },
     "paper": {
         "encoder": "wavlm_large",
         "llm": "llama-3.2-3b-instruct",
         "batch": 2,
-        "steps": 1,
+        "steps": 2,
         "clips": 4,
+        "classes": 8,
     },
 }
 
@@ -61,8 +78,6 @@ def preset(kind, name):
 def save_random_models(scale, folder):
     """Random-weight encoder and LLM folders built from preset configs."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    from speechbrain_emosllm.testing import make_tiny_tokenizer
 
     paths = {}
     for kind, key in (("encoder_preset", "encoder"), ("llm_preset", "llm")):
@@ -80,9 +95,7 @@ def save_random_models(scale, folder):
             else:
                 model = AutoModel.from_config(config_object)
             model.save_pretrained(path)
-            if key == "llm":
-                make_tiny_tokenizer(2000).save_pretrained(path)
-            elif model_type == "whisper":
+            if model_type == "whisper":
                 from transformers import WhisperFeatureExtractor
 
                 WhisperFeatureExtractor().save_pretrained(path)
@@ -96,20 +109,46 @@ def save_random_models(scale, folder):
     return paths
 
 
-def write_clips(folder, count):
-    """5-10 s tone clips and a manifest (train = valid = test)."""
+def install_tokenizer(llm_folder, source):
+    """Puts the tokenizer that the benchmark's prompts use in the LLM folder.
+
+    Sequence lengths, hence step times, depend on how many tokens the
+    prompts take: a real tokenizer (e.g. SmolLM2's, from the demo's assets)
+    gives realistic counts; the tiny offline one splits text more finely.
+    """
+    from transformers import AutoTokenizer
+
+    from speechbrain_emosllm.testing import make_tiny_tokenizer
+
+    for name in os.listdir(llm_folder):
+        if name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            os.remove(os.path.join(llm_folder, name))
+    if source:
+        AutoTokenizer.from_pretrained(source).save_pretrained(llm_folder)
+    else:
+        make_tiny_tokenizer(2000).save_pretrained(llm_folder)
+
+
+def write_clips(folder, count, n_classes):
+    """5-10 s tone clips and a manifest (train = valid = test).
+
+    Transcripts have 2.5 words per second, about conversational speech.
+    """
+    from speechbrain_emosllm.labels import emotion_labels
     from speechbrain_emosllm.testing import write_tone_clips
 
     rng = random.Random(0)
     specs = [(f"clip{i:03d}", rng.uniform(5, 10), i % 4) for i in range(count)]
     paths = write_tone_clips(os.path.join(folder, "audio"), specs)
-    labels = ["Neutral", "Happy", "Sad", "Angry"]
+    labels = emotion_labels(n_classes)
     words = "the cat sat on the mat and looked at the dog by the door".split()
     manifest = {
         utt: {
             "wav": paths[utt],
             "duration": seconds,
-            "wrd": " ".join(rng.choice(words) for _ in range(12)),
+            "wrd": " ".join(
+                rng.choice(words) for _ in range(round(2.5 * seconds))
+            ),
             "emo": labels[k],
             "spk_id": "0",
         }
@@ -118,6 +157,20 @@ def write_clips(folder, count):
     for name in ("train", "valid", "test"):
         json.dump(manifest, open(os.path.join(folder, f"{name}.json"), "w"))
     return folder
+
+
+def concat_token_count(work, scale, padded):
+    """Audio tokens of the 10 Hz concat connector for the timed batch.
+
+    ``padded``: the first batch's longest clip (SpeechBrain's connector
+    downsamples the padded batch); otherwise the clips' mean length (what
+    ideal length bucketing would give).
+    """
+    manifest = json.load(open(os.path.join(work, "train.json")))
+    seconds = [entry["duration"] for entry in manifest.values()]
+    if padded:
+        return math.ceil(10 * max(seconds[: SCALES[scale]["batch"]]))
+    return math.ceil(10 * sum(seconds) / len(seconds))
 
 
 def load_brain(scale, work, cached, connector="qpmapper"):
@@ -139,7 +192,7 @@ def load_brain(scale, work, cached, connector="qpmapper"):
         "manifest_folder": work,
         "skip_prep": True,
         "experiment_folder": os.path.join(work, f"exp_{connector}"),
-        "n_classes": 4,
+        "n_classes": config["classes"],
         "encoder_preset": config["encoder"],
         "encoder_source": models["encoder"],
         "encoder_dim": enc["encoder_dim"],
@@ -153,14 +206,15 @@ def load_brain(scale, work, cached, connector="qpmapper"):
         "qpmapper_dropout": 0.0,
         "lora_dropout": 0.0,
     }
-    if connector == "concat":
-        # As many audio tokens as the clips' mean length at 10 Hz (7.5 s).
-        overrides["n_queries"] = 75
+    if connector.startswith("concat"):
+        overrides["n_queries"] = concat_token_count(
+            work, scale, padded=connector == "concat_padded"
+        )
     stream, overrides = compose_hparams(
         os.path.join(RECIPE, "hparams", "p3_joint.yaml"), overrides
     )
     text = stream.getvalue()
-    if connector == "concat":
+    if connector.startswith("concat"):
         # SpeechBrain's LibriSpeech train_speechllm.py connector: concatenate
         # 5 consecutive 50 Hz frames (10 Hz) and project with a 2-layer MLP.
         text = text.replace(
@@ -169,7 +223,7 @@ def load_brain(scale, work, cached, connector="qpmapper"):
         )
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     hparams = load_hyperpyyaml(text, overrides)
-    labels = emotion_labels(4)
+    labels = emotion_labels(config["classes"])
     builder = PromptBuilder(
         hparams["speech_llm"].tokenizer, labels, hparams["n_queries"]
     )
@@ -275,22 +329,40 @@ def measure(name, scale, work):
         return {"recipe_step_s": recipe_s, "bare_step_s": bare_s}
     if name in ("epoch_cached", "epoch_online"):
         cached = name == "epoch_cached"
-        brain, loader, _ = load_brain(scale, work, cached=cached)
+        brain, loader, hparams = load_brain(scale, work, cached=cached)
         batches = list(loader)
         brain.fit_batch(batches[0])  # warm-up
         start = time.perf_counter()
         for batch in batches:
             brain.fit_batch(batch)
-        return {
+        result = {
             "epoch_s": time.perf_counter() - start,
             "clips": len(loader.dataset),
         }
-    if name in ("qpmapper", "concat"):
-        brain, loader, _ = load_brain(scale, work, cached=True, connector=name)
+        if not cached:
+            # The frozen encoder's share of the online step.
+            wavs, lengths = batches[0].sig
+            with torch.no_grad():
+                result["encoder_s"] = timed(
+                    lambda: hparams["encoder"](wavs, lengths), steps
+                )
+        return result
+    if name in ("qpmapper", "concat", "concat_padded"):
+        brain, loader, hparams = load_brain(
+            scale, work, cached=True, connector=name
+        )
         batch = next(iter(loader))
         seconds = timed(lambda: brain.fit_batch(batch), steps)
+        frames, lengths = batch.feats
+        connector = hparams["qpmapper"]
+
+        def connector_step():
+            connector(frames.float(), lengths).sum().backward()
+
         return {
             "step_s": seconds,
+            "connector_s": timed(connector_step, steps),
+            "sequence_tokens": batch.input_ids[0].shape[1],
             "clips_per_s": SCALES[scale]["batch"] / seconds,
             "trainable": sum(
                 p.numel() for p in brain.modules.parameters() if p.requires_grad
@@ -326,7 +398,15 @@ def main():
         "--scale", default="both", choices=["demo", "paper", "both"]
     )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--work", default=None)
+    parser.add_argument(
+        "--work", default=None, help="folder for models, clips and caches"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        default=DEMO_TOKENIZER if os.path.isdir(DEMO_TOKENIZER) else None,
+        help="tokenizer folder for the prompts (default: the demo's SmolLM2 "
+        "tokenizer when the demo has been run, else a tiny offline one)",
+    )
     args = parser.parse_args()
     if args.one:
         result = measure(args.one, args.scale, args.work)
@@ -338,15 +418,23 @@ def main():
     scales = ["demo", "paper"] if args.scale == "both" else [args.scale]
     print(
         f"CPU threads: {torch.get_num_threads()}; random weights; "
-        "float32; cached frames unless stated"
+        "float32; cached frames unless stated; prompt tokenizer: "
+        f"{args.tokenizer or 'tiny offline BPE (2000 tokens)'}"
     )
     for scale in scales:
-        work = args.work or tempfile.mkdtemp(prefix=f"bench_{scale}_")
-        write_clips(work, SCALES[scale]["clips"])
+        if args.work:
+            work = os.path.join(args.work, scale)
+            os.makedirs(work, exist_ok=True)
+        else:
+            work = tempfile.mkdtemp(prefix=f"bench_{scale}_")
+        config = SCALES[scale]
+        write_clips(work, config["clips"], config["classes"])
+        models = save_random_models(scale, os.path.join(work, "models"))
+        install_tokenizer(models["llm"], args.tokenizer)
         print(
-            f"\n== {scale} scale: {SCALES[scale]['encoder']} + "
-            f"{SCALES[scale]['llm']}, batch {SCALES[scale]['batch']}, "
-            "5-10 s clips"
+            f"\n== {scale} scale: {config['encoder']} + {config['llm']}, "
+            f"batch {config['batch']}, 5-10 s clips, {config['classes']} "
+            "classes, phase-3 joint prompts"
         )
         if scale == "demo":
             step = run_in_subprocess("step_vs_bare", scale, work)
@@ -356,26 +444,67 @@ def main():
                 f"{step['recipe_step_s'] / step['bare_step_s']:.2f} "
                 f"(target <= 1.10); peak {step['peak_rss_gb']:.2f} GB"
             )
-            cached = run_in_subprocess("epoch_cached", scale, work)
-            online = run_in_subprocess("epoch_online", scale, work)
-            print(
-                f"epoch of {cached['clips']} clips: cached "
-                f"{cached['epoch_s']:.1f} s, online "
-                f"{online['epoch_s']:.1f} s -> ratio "
-                f"{cached['epoch_s'] / online['epoch_s']:.2f} (target <= "
-                f"0.5); peak {cached['peak_rss_gb']:.2f} / "
-                f"{online['peak_rss_gb']:.2f} GB"
-            )
-        ours = run_in_subprocess("qpmapper", scale, work)
-        theirs = run_in_subprocess("concat", scale, work)
+        cached = run_in_subprocess("epoch_cached", scale, work)
+        online = run_in_subprocess("epoch_online", scale, work)
+        batch = config["batch"]
+        online_step = online["epoch_s"] / online["clips"]
         print(
-            f"QPMapper: {ours['clips_per_s']:.2f} clips/s "
-            f"({ours['trainable'] / 1e6:.1f}M trainable, peak "
-            f"{ours['peak_rss_gb']:.2f} GB); concat 10 Hz connector: "
-            f"{theirs['clips_per_s']:.2f} clips/s "
-            f"({theirs['trainable'] / 1e6:.1f}M trainable, peak "
-            f"{theirs['peak_rss_gb']:.2f} GB) -> speed-up "
-            f"{ours['clips_per_s'] / theirs['clips_per_s']:.2f}x"
+            f"epoch of {cached['clips']} clips: cached "
+            f"{cached['epoch_s']:.1f} s, online "
+            f"{online['epoch_s']:.1f} s -> ratio "
+            f"{cached['epoch_s'] / online['epoch_s']:.2f} (target <= "
+            f"0.5); peak {cached['peak_rss_gb']:.2f} / "
+            f"{online['peak_rss_gb']:.2f} GB\n"
+            "  per clip: frozen encoder "
+            f"{online['encoder_s'] / batch:.3f} s, cached training step "
+            f"{cached['epoch_s'] / cached['clips']:.3f} s -> the "
+            "cache can at best save the encoder's share, "
+            f"{online['encoder_s'] / batch / online_step:.0%}"
+            " of the online step"
+        )
+        results = {
+            name: run_in_subprocess(name, scale, work)
+            for name in ("qpmapper", "concat", "concat_padded")
+        }
+        titles = {
+            "qpmapper": "QPMapper (32 queries)",
+            "concat": "concat 10 Hz, mean clip length",
+            "concat_padded": "concat 10 Hz, padded batch",
+        }
+        for name, result in results.items():
+            print(
+                f"{titles[name]:<32} {result['clips_per_s']:.3f} clips/s, "
+                f"step {result['step_s']:.2f} s (connector fwd+bwd "
+                f"{result['connector_s']:.3f} s), "
+                f"{result['sequence_tokens']} tokens/sequence, "
+                f"{result['trainable'] / 1e6:.1f}M trainable, peak "
+                f"{result['peak_rss_gb']:.2f} GB"
+            )
+        # Least-squares line through the three runs: step - connector =
+        # fixed + per_token * sequence tokens. A connector can only save
+        # the per-token part.
+        lengths = [results[n]["sequence_tokens"] for n in results]
+        seconds = [
+            results[n]["step_s"] - results[n]["connector_s"] for n in results
+        ]
+        mean_length = sum(lengths) / 3
+        mean_seconds = sum(seconds) / 3
+        per_token = sum(
+            (x - mean_length) * (y - mean_seconds)
+            for x, y in zip(lengths, seconds)
+        ) / sum((x - mean_length) ** 2 for x in lengths)
+        fixed = mean_seconds - per_token * mean_length
+        print(
+            f"LLM part of a step (step - connector), fitted: {fixed:.2f} s "
+            f"per step + {per_token * 1000:.1f} ms per sequence token"
+        )
+        ours = results["qpmapper"]["clips_per_s"]
+        mean = ours / results["concat"]["clips_per_s"]
+        padded = ours / results["concat_padded"]["clips_per_s"]
+        print(
+            f"-> QPMapper speed-up: {mean:.2f}x (mean length), "
+            f"{padded:.2f}x "
+            "(padded batch); target >= 1.5x at the paper's scale"
         )
 
 
