@@ -48,6 +48,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipes", "MSP-Podcast", "emosllm")
+# Batch of the bf16 / 4-bit measurements (the issue's GPU check).
+LOW_BATCH = 8
 DEMO_TOKENIZER = os.path.join(ROOT, "results", "demo", "assets", "smollm2-135m")
 SCALES = {
     "demo": {
@@ -173,8 +175,15 @@ def concat_token_count(work, scale, padded):
     return math.ceil(10 * sum(seconds) / len(seconds))
 
 
-def load_brain(scale, work, cached, connector="qpmapper"):
-    """The recipe's Brain (phase 3 hyperparameters) on the benchmark data."""
+def load_brain(
+    scale, work, cached, connector="qpmapper", precision="float32", batch=None
+):
+    """The recipe's Brain (phase 3 hyperparameters) on the benchmark data.
+
+    ``precision``: ``float32``; ``bf16`` (frozen LLM in bfloat16, autocast,
+    trainable weights in float32); ``4bit`` (QLoRA: NF4 LLM, bf16 compute).
+    On the GPU when there is one.
+    """
     sys.path.insert(0, RECIPE)
     import train as recipe
     from hyperpyyaml import load_hyperpyyaml
@@ -199,7 +208,7 @@ def load_brain(scale, work, cached, connector="qpmapper"):
         "llm_preset": config["llm"],
         "llm_source": models["llm"],
         "llm_dim": llm["llm_dim"],
-        "batch_size": config["batch"],
+        "batch_size": batch or config["batch"],
         "num_workers": 0,
         "feature_cache": cached,
         "feature_cache_folder": os.path.join(work, "feature_cache"),
@@ -222,6 +231,20 @@ def load_brain(scale, work, cached, connector="qpmapper"):
             "qpmapper: !new:concat_connector.ConcatConnector",
         )
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    run_opts = {"device": "cuda" if torch.cuda.is_available() else "cpu"}
+    if precision in ("bf16", "4bit"):
+        overrides["llm_dtype"] = "bfloat16"
+        run_opts["precision"] = "bf16"
+    if precision == "4bit":
+        if "quantization_config: null" not in text:
+            raise SystemExit("quantization_config: null not found in YAML")
+        text = text.replace(
+            "quantization_config: null",
+            "quantization_config: !new:transformers.BitsAndBytesConfig\n"
+            "    load_in_4bit: True\n"
+            "    bnb_4bit_quant_type: nf4\n"
+            "    bnb_4bit_compute_dtype: !name:torch.bfloat16",
+        )
     hparams = load_hyperpyyaml(text, overrides)
     labels = emotion_labels(config["classes"])
     builder = PromptBuilder(
@@ -241,6 +264,7 @@ def load_brain(scale, work, cached, connector="qpmapper"):
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
+        run_opts=run_opts,
         checkpointer=None,
     )
     brain.labels = labels
@@ -256,6 +280,7 @@ def load_brain(scale, work, cached, connector="qpmapper"):
             train_data,
             hparams["feature_folder"],
             config["batch"],
+            device=brain.device,
         )
     loader = torch.utils.data.DataLoader(
         train_data,
@@ -309,10 +334,17 @@ def bare_step_factory(hparams, optimizer_params):
 
 def timed(function, repeats):
     function()  # warm-up
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         function()
+    synchronize()
     return (time.perf_counter() - start) / repeats
+
+
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def measure(name, scale, work):
@@ -330,14 +362,18 @@ def measure(name, scale, work):
     if name in ("epoch_cached", "epoch_online"):
         cached = name == "epoch_cached"
         brain, loader, hparams = load_brain(scale, work, cached=cached)
-        batches = list(loader)
+        # The "epoch" is the scale's first `clips` clips (the folder may
+        # hold more for the batch-8 measurements).
+        config = SCALES[scale]
+        batches = list(loader)[: config["clips"] // config["batch"]]
         brain.fit_batch(batches[0])  # warm-up
         start = time.perf_counter()
         for batch in batches:
             brain.fit_batch(batch)
+        synchronize()
         result = {
             "epoch_s": time.perf_counter() - start,
-            "clips": len(loader.dataset),
+            "clips": len(batches) * config["batch"],
         }
         if not cached:
             # The frozen encoder's share of the online step.
@@ -368,6 +404,33 @@ def measure(name, scale, work):
                 p.numel() for p in brain.modules.parameters() if p.requires_grad
             ),
         }
+    if name in ("bf16", "4bit"):
+        # The GPU measurement of the issue: paper scale, batch 8.
+        if name == "4bit":
+            from transformers import BitsAndBytesConfig
+
+            from speechbrain_emosllm.speech_llm import (
+                check_quantization_support,
+            )
+
+            try:
+                check_quantization_support(
+                    BitsAndBytesConfig(load_in_4bit=True)
+                )
+            except RuntimeError as error:
+                return {"skipped": str(error)}
+        brain, loader, _ = load_brain(
+            scale, work, cached=True, precision=name, batch=LOW_BATCH
+        )
+        batch = next(iter(loader))
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        seconds = timed(lambda: brain.fit_batch(batch), steps)
+        result = {"step_s": seconds, "clips_per_s": LOW_BATCH / seconds}
+        if torch.cuda.is_available():
+            result["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+            result["device"] = torch.cuda.get_device_name()
+        return result
     raise ValueError(name)
 
 
@@ -392,6 +455,102 @@ def run_in_subprocess(name, scale, work):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def report_float32(scale, work):
+    """Prints the float32 ratios (targets 1-3 of the issue) at one scale."""
+    config = SCALES[scale]
+    if scale == "demo":
+        step = run_in_subprocess("step_vs_bare", scale, work)
+        print(
+            f"recipe step {step['recipe_step_s']:.3f} s, bare "
+            f"PyTorch+peft step {step['bare_step_s']:.3f} s -> ratio "
+            f"{step['recipe_step_s'] / step['bare_step_s']:.2f} "
+            f"(target <= 1.10); peak {step['peak_rss_gb']:.2f} GB"
+        )
+    cached = run_in_subprocess("epoch_cached", scale, work)
+    online = run_in_subprocess("epoch_online", scale, work)
+    batch = config["batch"]
+    online_step = online["epoch_s"] / online["clips"]
+    print(
+        f"epoch of {cached['clips']} clips: cached "
+        f"{cached['epoch_s']:.1f} s, online "
+        f"{online['epoch_s']:.1f} s -> ratio "
+        f"{cached['epoch_s'] / online['epoch_s']:.2f} (target <= "
+        f"0.5); peak {cached['peak_rss_gb']:.2f} / "
+        f"{online['peak_rss_gb']:.2f} GB\n"
+        "  per clip: frozen encoder "
+        f"{online['encoder_s'] / batch:.3f} s, cached training step "
+        f"{cached['epoch_s'] / cached['clips']:.3f} s -> the "
+        "cache can at best save the encoder's share, "
+        f"{online['encoder_s'] / batch / online_step:.0%}"
+        " of the online step"
+    )
+    results = {
+        name: run_in_subprocess(name, scale, work)
+        for name in ("qpmapper", "concat", "concat_padded")
+    }
+    titles = {
+        "qpmapper": "QPMapper (32 queries)",
+        "concat": "concat 10 Hz, mean clip length",
+        "concat_padded": "concat 10 Hz, padded batch",
+    }
+    for name, result in results.items():
+        print(
+            f"{titles[name]:<32} {result['clips_per_s']:.3f} clips/s, "
+            f"step {result['step_s']:.2f} s (connector fwd+bwd "
+            f"{result['connector_s']:.3f} s), "
+            f"{result['sequence_tokens']} tokens/sequence, "
+            f"{result['trainable'] / 1e6:.1f}M trainable, peak "
+            f"{result['peak_rss_gb']:.2f} GB"
+        )
+    # Least-squares line through the three runs: step - connector =
+    # fixed + per_token * sequence tokens. A connector can only save
+    # the per-token part.
+    lengths = [results[n]["sequence_tokens"] for n in results]
+    seconds = [
+        results[n]["step_s"] - results[n]["connector_s"] for n in results
+    ]
+    mean_length = sum(lengths) / 3
+    mean_seconds = sum(seconds) / 3
+    per_token = sum(
+        (x - mean_length) * (y - mean_seconds) for x, y in zip(lengths, seconds)
+    ) / sum((x - mean_length) ** 2 for x in lengths)
+    fixed = mean_seconds - per_token * mean_length
+    print(
+        f"LLM part of a step (step - connector), fitted: {fixed:.2f} s "
+        f"per step + {per_token * 1000:.1f} ms per sequence token"
+    )
+    ours = results["qpmapper"]["clips_per_s"]
+    mean = ours / results["concat"]["clips_per_s"]
+    padded = ours / results["concat_padded"]["clips_per_s"]
+    print(
+        f"-> QPMapper speed-up: {mean:.2f}x (mean length), "
+        f"{padded:.2f}x "
+        "(padded batch); target >= 1.5x at the paper's scale"
+    )
+
+
+def report_low_precision(scale, work, precisions):
+    """Prints clips/s and peak memory with a bf16 and a 4-bit LLM."""
+    for precision in ("bf16", "4bit"):
+        if precision not in precisions:
+            continue
+        result = run_in_subprocess(precision, scale, work)
+        if "skipped" in result:
+            print(f"{precision}: skipped: {result['skipped']}")
+            continue
+        memory = (
+            f"peak GPU memory {result['peak_gpu_gb']:.1f} GB on "
+            f"{result['device']}"
+            if "peak_gpu_gb" in result
+            else f"peak RSS {result['peak_rss_gb']:.2f} GB (CPU)"
+        )
+        print(
+            f"{precision} LLM, QPMapper, batch {LOW_BATCH}: "
+            f"{result['clips_per_s']:.2f} clips/s (step "
+            f"{result['step_s']:.2f} s); {memory}"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -407,7 +566,14 @@ def main():
         help="tokenizer folder for the prompts (default: the demo's SmolLM2 "
         "tokenizer when the demo has been run, else a tiny offline one)",
     )
+    parser.add_argument(
+        "--precisions",
+        default="float32,bf16,4bit" if torch.cuda.is_available() else "float32",
+        help="comma-separated: float32 (the ratios above), bf16 and 4bit "
+        f"(clips/s and peak memory at batch {LOW_BATCH}; 4bit needs CUDA)",
+    )
     args = parser.parse_args()
+    precisions = args.precisions.split(",")
     if args.one:
         result = measure(args.one, args.scale, args.work)
         result["peak_rss_gb"] = (
@@ -428,7 +594,7 @@ def main():
         else:
             work = tempfile.mkdtemp(prefix=f"bench_{scale}_")
         config = SCALES[scale]
-        write_clips(work, config["clips"], config["classes"])
+        write_clips(work, max(config["clips"], LOW_BATCH), config["classes"])
         models = save_random_models(scale, os.path.join(work, "models"))
         install_tokenizer(models["llm"], args.tokenizer)
         print(
@@ -436,76 +602,9 @@ def main():
             f"batch {config['batch']}, 5-10 s clips, {config['classes']} "
             "classes, phase-3 joint prompts"
         )
-        if scale == "demo":
-            step = run_in_subprocess("step_vs_bare", scale, work)
-            print(
-                f"recipe step {step['recipe_step_s']:.3f} s, bare "
-                f"PyTorch+peft step {step['bare_step_s']:.3f} s -> ratio "
-                f"{step['recipe_step_s'] / step['bare_step_s']:.2f} "
-                f"(target <= 1.10); peak {step['peak_rss_gb']:.2f} GB"
-            )
-        cached = run_in_subprocess("epoch_cached", scale, work)
-        online = run_in_subprocess("epoch_online", scale, work)
-        batch = config["batch"]
-        online_step = online["epoch_s"] / online["clips"]
-        print(
-            f"epoch of {cached['clips']} clips: cached "
-            f"{cached['epoch_s']:.1f} s, online "
-            f"{online['epoch_s']:.1f} s -> ratio "
-            f"{cached['epoch_s'] / online['epoch_s']:.2f} (target <= "
-            f"0.5); peak {cached['peak_rss_gb']:.2f} / "
-            f"{online['peak_rss_gb']:.2f} GB\n"
-            "  per clip: frozen encoder "
-            f"{online['encoder_s'] / batch:.3f} s, cached training step "
-            f"{cached['epoch_s'] / cached['clips']:.3f} s -> the "
-            "cache can at best save the encoder's share, "
-            f"{online['encoder_s'] / batch / online_step:.0%}"
-            " of the online step"
-        )
-        results = {
-            name: run_in_subprocess(name, scale, work)
-            for name in ("qpmapper", "concat", "concat_padded")
-        }
-        titles = {
-            "qpmapper": "QPMapper (32 queries)",
-            "concat": "concat 10 Hz, mean clip length",
-            "concat_padded": "concat 10 Hz, padded batch",
-        }
-        for name, result in results.items():
-            print(
-                f"{titles[name]:<32} {result['clips_per_s']:.3f} clips/s, "
-                f"step {result['step_s']:.2f} s (connector fwd+bwd "
-                f"{result['connector_s']:.3f} s), "
-                f"{result['sequence_tokens']} tokens/sequence, "
-                f"{result['trainable'] / 1e6:.1f}M trainable, peak "
-                f"{result['peak_rss_gb']:.2f} GB"
-            )
-        # Least-squares line through the three runs: step - connector =
-        # fixed + per_token * sequence tokens. A connector can only save
-        # the per-token part.
-        lengths = [results[n]["sequence_tokens"] for n in results]
-        seconds = [
-            results[n]["step_s"] - results[n]["connector_s"] for n in results
-        ]
-        mean_length = sum(lengths) / 3
-        mean_seconds = sum(seconds) / 3
-        per_token = sum(
-            (x - mean_length) * (y - mean_seconds)
-            for x, y in zip(lengths, seconds)
-        ) / sum((x - mean_length) ** 2 for x in lengths)
-        fixed = mean_seconds - per_token * mean_length
-        print(
-            f"LLM part of a step (step - connector), fitted: {fixed:.2f} s "
-            f"per step + {per_token * 1000:.1f} ms per sequence token"
-        )
-        ours = results["qpmapper"]["clips_per_s"]
-        mean = ours / results["concat"]["clips_per_s"]
-        padded = ours / results["concat_padded"]["clips_per_s"]
-        print(
-            f"-> QPMapper speed-up: {mean:.2f}x (mean length), "
-            f"{padded:.2f}x "
-            "(padded batch); target >= 1.5x at the paper's scale"
-        )
+        if "float32" in precisions:
+            report_float32(scale, work)
+        report_low_precision(scale, work, precisions)
 
 
 if __name__ == "__main__":
