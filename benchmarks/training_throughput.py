@@ -269,7 +269,6 @@ def load_brain(
     )
     brain.labels = labels
     brain.class_weights = None
-    brain.steps_per_epoch = 1
     brain.init_optimizers()
     brain.modules.train()
     if cached:

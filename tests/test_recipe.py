@@ -56,6 +56,8 @@ def test_training_log_and_test_reports(curriculum):
         if "asr_weight" in line
     ]
     assert weights[0] > weights[1]
+    # Paced by the training loader's length: the last step reaches 0.1.
+    assert weights[-1] == pytest.approx(0.1)
     folder = os.path.join(output, "p3_joint", "test_test1")
     summary = json.load(open(os.path.join(folder, "summary.json")))
     for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):

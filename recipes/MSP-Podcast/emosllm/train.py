@@ -20,7 +20,6 @@ Authors
 """
 
 import json
-import math
 import os
 import random
 import sys
@@ -47,7 +46,7 @@ from speechbrain_emosllm.features import (
 )
 from speechbrain_emosllm.hparams import compose_hparams
 from speechbrain_emosllm.labels import emotion_labels
-from speechbrain_emosllm.speech_llm import relative_to_absolute, world_size
+from speechbrain_emosllm.speech_llm import relative_to_absolute
 
 logger = get_logger(__name__)
 
@@ -103,6 +102,17 @@ class EmoSLLM(sb.Brain):
         return out["loss"]
 
     current_asr_weight = 1.0
+    steps_per_epoch = 1
+
+    def make_dataloader(self, dataset, stage, *args, **loader_kwargs):
+        """SpeechBrain's loader, whose length paces the ASR weight schedule.
+
+        Under torchrun the training loader's length is already per process.
+        """
+        loader = super().make_dataloader(dataset, stage, *args, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = len(loader)
+        return loader
 
     def asr_weight(self):
         """Current weight of the transcript span (scheduled in phase 3)."""
@@ -479,9 +489,6 @@ def main():
         )
         for key in ("train", "valid", "test")
     }
-    # Every process of a torchrun job sees 1/world_size of the batches
-    # (this paces the phase-3 ASR weight schedule).
-    processes = world_size()
     if hparams["dynamic_batching"]:
         from speechbrain.dataio.sampler import DynamicBatchSampler
 
@@ -495,11 +502,6 @@ def main():
             "num_workers": hparams["num_workers"],
             "collate_fn": padded_collate(),
         }
-        brain.steps_per_epoch = math.ceil(len(sampler) / processes)
-    else:
-        brain.steps_per_epoch = math.ceil(
-            len(train_data) / (loader_opts["train"]["batch_size"] * processes)
-        )
 
     brain.fit(
         brain.hparams.epoch_counter,
