@@ -101,7 +101,7 @@ def save_random_models(scale, folder):
                 from transformers import WhisperFeatureExtractor
 
                 WhisperFeatureExtractor().save_pretrained(path)
-            else:
+            elif key == "encoder":
                 from transformers import Wav2Vec2FeatureExtractor
 
                 Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(
@@ -168,11 +168,13 @@ def concat_token_count(work, scale, padded):
     downsamples the padded batch); otherwise the clips' mean length (what
     ideal length bucketing would give).
     """
+    config = SCALES[scale]
     manifest = json.load(open(os.path.join(work, "train.json")))
     seconds = [entry["duration"] for entry in manifest.values()]
     if padded:
-        return math.ceil(10 * max(seconds[: SCALES[scale]["batch"]]))
-    return math.ceil(10 * sum(seconds) / len(seconds))
+        return math.ceil(10 * max(seconds[: config["batch"]]))
+    timed_clips = seconds[: config["clips"]]
+    return math.ceil(10 * sum(timed_clips) / len(timed_clips))
 
 
 def load_brain(
@@ -193,6 +195,7 @@ def load_brain(
     from speechbrain_emosllm.prompts import PromptBuilder
 
     config = SCALES[scale]
+    batch_size = batch or config["batch"]
     models = save_random_models(scale, os.path.join(work, "models"))
     enc = preset("encoder_preset", config["encoder"])
     llm = preset("llm_preset", config["llm"])
@@ -208,7 +211,7 @@ def load_brain(
         "llm_preset": config["llm"],
         "llm_source": models["llm"],
         "llm_dim": llm["llm_dim"],
-        "batch_size": batch or config["batch"],
+        "batch_size": batch_size,
         "num_workers": 0,
         "feature_cache": cached,
         "feature_cache_folder": os.path.join(work, "feature_cache"),
@@ -278,12 +281,12 @@ def load_brain(
             hparams["encoder"],
             train_data,
             hparams["feature_folder"],
-            config["batch"],
+            batch_size,
             device=brain.device,
         )
     loader = torch.utils.data.DataLoader(
         train_data,
-        batch_size=config["batch"],
+        batch_size=batch_size,
         collate_fn=recipe.padded_collate(),
     )
     return brain, loader, hparams
@@ -593,7 +596,10 @@ def main():
         else:
             work = tempfile.mkdtemp(prefix=f"bench_{scale}_")
         config = SCALES[scale]
-        write_clips(work, max(config["clips"], LOW_BATCH), config["classes"])
+        # The bf16 / 4-bit measurements need a batch of LOW_BATCH clips.
+        low_precision = {"bf16", "4bit"} & set(precisions)
+        count = max(config["clips"], LOW_BATCH if low_precision else 0)
+        write_clips(work, count, config["classes"])
         models = save_random_models(scale, os.path.join(work, "models"))
         install_tokenizer(models["llm"], args.tokenizer)
         print(
