@@ -28,6 +28,10 @@ class WhisperFrames(nn.Module):
         Sampling rate of the input waveforms.
     frame_rate : int
         Encoder frames per second (50 for Whisper).
+    output_all_hiddens : bool
+        Return every hidden state (the input embeddings and each layer's
+        output) as (batch, frames, layers, width), for a learned weighted
+        sum of layers (``QPMapper(n_layers=...)``).
 
     Example
     -------
@@ -43,7 +47,14 @@ class WhisperFrames(nn.Module):
     torch.Size([2, 75, 4])
     """
 
-    def __init__(self, source, save_path, sample_rate=16000, frame_rate=50):
+    def __init__(
+        self,
+        source,
+        save_path,
+        sample_rate=16000,
+        frame_rate=50,
+        output_all_hiddens=False,
+    ):
         super().__init__()
         from speechbrain.integrations.huggingface.whisper import Whisper
 
@@ -53,9 +64,16 @@ class WhisperFrames(nn.Module):
             sampling_rate=sample_rate,
             encoder_only=True,
             freeze=True,
+            output_all_hiddens=output_all_hiddens,
         )
         self.sample_rate = sample_rate
         self.frame_rate = frame_rate
+        self.output_all_hiddens = output_all_hiddens
+        # Enters the feature-cache key (the frames' shape depends on it);
+        # empty by default so that existing caches keep their key.
+        self.cache_options = (
+            {"output_all_hiddens": True} if output_all_hiddens else {}
+        )
 
     def forward(self, wav, wav_lens=None):
         """Encoder frames of the batch's longest clip, padding trimmed.
@@ -70,9 +88,11 @@ class WhisperFrames(nn.Module):
         Returns
         -------
         torch.Tensor
-            (batch, frames, width).
+            (batch, frames, width), or (batch, frames, layers, width).
         """
         del wav_lens  # Whisper attends to its own padding anyway.
         frames = self.whisper(wav)
+        if self.output_all_hiddens:  # (layers, batch, ...) from the lobe
+            frames = frames.permute(1, 2, 0, 3)
         seconds = wav.shape[1] / self.sample_rate
         return frames[:, : math.ceil(seconds * self.frame_rate)]

@@ -70,6 +70,9 @@ def feature_cache_key(encoder, encoder_source, sample_rate, dtype="float16"):
         "dtype": dtype,
         "version": 1,
     }
+    options = getattr(encoder, "cache_options", None)
+    if options:  # e.g. every layer rather than the last one
+        identity["options"] = options
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

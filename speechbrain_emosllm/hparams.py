@@ -64,6 +64,26 @@ def preset_path(key, value, relative_to="."):
     return str(path)
 
 
+def _read_base(path, seen=()):
+    """A base file merged over its own base, if it names one.
+
+    A recipe's base may add keys to the shared one (e.g. RAVDESS's actor
+    splits over the model, loss and training keys of MSP-Podcast's).
+    """
+    if path in seen:
+        raise ValueError(f"base_hparams loop through {path}")
+    layer = _read_yaml(path)
+    base = layer.pop("base_hparams", None)
+    if base is None:
+        return layer
+    merged = _read_base(
+        os.path.join(os.path.dirname(path), base), (*seen, path)
+    )
+    for key, value in layer.items():
+        merged[key] = value
+    return merged
+
+
 def compose_hparams(phase_file, overrides=None):
     """Merges a phase file over its base and presets (no object built).
 
@@ -88,7 +108,7 @@ def compose_hparams(phase_file, overrides=None):
     folder = os.path.dirname(os.path.abspath(phase_file))
     if "base_hparams" not in phase:
         raise ValueError(f"{phase_file} has no 'base_hparams' key.")
-    merged = _read_yaml(os.path.join(folder, phase.pop("base_hparams")))
+    merged = _read_base(os.path.join(folder, phase.pop("base_hparams")))
 
     for key in PRESET_KINDS:
         name = overrides.get(key, phase.get(key, merged.get(key)))

@@ -19,6 +19,8 @@ from speechbrain.lobes.models.transformer.Transformer import (
 )
 from torch import nn
 
+from speechbrain_emosllm.layer_weights import WeightedLayerSum
+
 
 class QPMapper(nn.Module):
     """Maps encoder frames to ``n_queries`` LLM input embeddings.
@@ -56,6 +58,10 @@ class QPMapper(nn.Module):
         Whether to add sinusoidal positions to the frames.
     max_frames : int
         Longest frame sequence the positional encoding supports.
+    n_layers : int, optional
+        With frames that carry every encoder layer, (batch, time, layers,
+        width), learn a weighted sum of the layers first
+        (``WeightedLayerSum``); None for (batch, time, width) frames.
 
     Example
     -------
@@ -63,6 +69,10 @@ class QPMapper(nn.Module):
     ...                   d_model=32, nhead=4, num_layers=1)
     >>> frames = torch.randn(2, 50, 16)
     >>> mapper(frames, torch.tensor([1.0, 0.6])).shape
+    torch.Size([2, 4, 24])
+    >>> layered = QPMapper(16, 24, n_queries=4, d_model=32, nhead=4,
+    ...                    num_layers=1, n_layers=3)
+    >>> layered(torch.randn(2, 50, 3, 16)).shape
     torch.Size([2, 4, 24])
     """
 
@@ -79,9 +89,11 @@ class QPMapper(nn.Module):
         activation="gelu",
         positional_encoding=True,
         max_frames=6000,
+        n_layers=None,
     ):
         super().__init__()
         self.n_queries = n_queries
+        self.layer_sum = WeightedLayerSum(n_layers) if n_layers else None
         self.input_projection = nn.Linear(input_size, d_model)
         self.queries = nn.Parameter(
             torch.randn(n_queries, d_model) / math.sqrt(d_model)
@@ -116,7 +128,8 @@ class QPMapper(nn.Module):
         Arguments
         ---------
         x : torch.Tensor
-            Encoder frames, shape (batch, time, input_size).
+            Encoder frames, shape (batch, time, input_size), or (batch,
+            time, n_layers, input_size) with ``n_layers``.
         lengths : torch.Tensor, optional
             Relative lengths in [0, 1] (SpeechBrain convention); all frames
             are valid when None.
@@ -127,6 +140,8 @@ class QPMapper(nn.Module):
             Query outputs, shape (batch, n_queries, output_size).
         """
         batch, time = x.shape[:2]
+        if self.layer_sum is not None:
+            x = self.layer_sum(x)
         frames = self.input_projection(x)
         if self.positional_encoding is not None:
             frames = frames + self.positional_encoding(frames)

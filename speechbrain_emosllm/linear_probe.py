@@ -1,0 +1,297 @@
+"""The frozen-upstream baseline: a linear probe of mean-pooled frames.
+
+The standard way to ask how much emotion a frozen encoder's frames carry
+(as in SUPERB-style SER benchmarks) is one linear layer on their mean over
+time; with a learned softmax weighting of the layers it also uses the
+middle layers, where emotion is often strongest. The speech LLM reads the
+very same frames, so the probe is the bar its SER-only answer should clear
+on the same split.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechbrain_emosllm.features import load_cached_features
+from speechbrain_emosllm.metrics import EmotionMetrics
+
+
+def pooled_frames(folder, utt_ids):
+    """Mean over time of each utterance's cached frames, layer by layer.
+
+    Every layer is layer-normalised (no affine) frame by frame first, as in
+    ``WeightedLayerSum``.
+
+    Arguments
+    ---------
+    folder : str
+        Keyed feature-cache folder.
+    utt_ids : list of str
+        Utterances to read.
+
+    Returns
+    -------
+    torch.Tensor
+        (utterances, layers, width); one layer for last-layer caches.
+    """
+    pooled = []
+    for utt_id in utt_ids:
+        frames = load_cached_features(folder, utt_id)
+        if frames.dim() == 2:  # (time, width): the last layer only
+            frames = frames[:, None]
+        pooled.append(F.layer_norm(frames, frames.shape[-1:]).mean(0))
+    return torch.stack(pooled)
+
+
+class LinearProbe(nn.Module):
+    """One linear layer on standardised pooled frames of chosen layers.
+
+    Arguments
+    ---------
+    mean, std : torch.Tensor
+        (layers, width) training statistics used to standardise inputs.
+    n_classes : int
+        Number of classes.
+    weighted_layers : bool
+        Learn a softmax weighting of the layers; otherwise read the last.
+
+    Example
+    -------
+    >>> probe = LinearProbe(torch.zeros(3, 8), torch.ones(3, 8), 4, True)
+    >>> probe(torch.randn(5, 3, 8)).shape
+    torch.Size([5, 4])
+    """
+
+    def __init__(self, mean, std, n_classes, weighted_layers=False):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.weighted_layers = weighted_layers
+        self.layer_logits = nn.Parameter(torch.zeros(mean.shape[0]))
+        self.linear = nn.Linear(mean.shape[1], n_classes)
+
+    def forward(self, pooled):
+        """Class logits of (batch, layers, width) pooled frames."""
+        x = (pooled - self.mean) / self.std
+        if self.weighted_layers:
+            x = torch.einsum("bld,l->bd", x, self.layer_logits.softmax(-1))
+        else:
+            x = x[:, -1]
+        return self.linear(x)
+
+
+def train_probe(train_x, train_y, n_classes, weighted_layers, l2, steps=300):
+    """Fits a ``LinearProbe`` with full-batch Adam and an L2 penalty.
+
+    Arguments
+    ---------
+    train_x : torch.Tensor
+        (utterances, layers, width) pooled frames.
+    train_y : torch.Tensor
+        (utterances,) class indices.
+    n_classes : int
+        Number of classes.
+    weighted_layers : bool
+        Learn a weighting of the layers.
+    l2 : float
+        Weight of the squared-norm penalty on the linear weights.
+    steps : int
+        Full-batch optimisation steps.
+
+    Returns
+    -------
+    LinearProbe
+
+    Example
+    -------
+    >>> x = torch.randn(40, 2, 6); y = (x[:, -1, 0] > 0).long()
+    >>> probe = train_probe(x, y, 2, False, 1e-3, steps=100)
+    >>> (probe(x).argmax(-1) == y).float().mean().item() > 0.9
+    True
+    """
+    mean = train_x.mean(0)
+    std = train_x.std(0).clamp(min=1e-5)
+    probe = LinearProbe(mean, std, n_classes, weighted_layers)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=0.01)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(probe(train_x), train_y)
+        loss = loss + l2 * probe.linear.weight.pow(2).sum()
+        loss.backward()
+        optimizer.step()
+    return probe.eval()
+
+
+def probe_scores(probe, x, y, ids, labels):
+    """Accuracy and macro-F1 of a probe, computed by ``EmotionMetrics``.
+
+    Arguments
+    ---------
+    probe : LinearProbe
+        A fitted probe.
+    x, y : torch.Tensor
+        Pooled frames and class indices.
+    ids : list of str
+        Utterance ids.
+    labels : list of str
+        Class names.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1`` and the rest of ``summarize()``.
+
+    Example
+    -------
+    >>> x = torch.randn(4, 1, 3); y = torch.tensor([0, 1, 0, 1])
+    >>> probe = LinearProbe(torch.zeros(1, 3), torch.ones(1, 3), 2)
+    >>> probe_scores(probe, x, y, list("abcd"), ["A", "B"])["count"]
+    4
+    """
+    metrics = EmotionMetrics(labels)
+    with torch.no_grad():
+        predicted = probe(x).argmax(-1).tolist()
+    metrics.append(
+        ids, [labels[i] for i in predicted], [labels[i] for i in y.tolist()]
+    )
+    return metrics.summarize()
+
+
+def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
+    """Trains one probe per L2 penalty, keeps the best on valid, tests it.
+
+    Arguments
+    ---------
+    splits : dict
+        ``train``, ``valid``, ``test`` -> (x, y, ids).
+    labels : list of str
+        Class names.
+    weighted_layers : bool
+        Learn a weighting of the layers.
+    penalties : list of float
+        L2 penalties to try.
+    seed : int
+        Seed of the initialisation.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1`` (test), ``valid_macro_f1``, ``l2`` and,
+        with ``weighted_layers``, the learned ``layer_weights``.
+
+    Example
+    -------
+    >>> x = torch.randn(30, 2, 4); y = (x[:, 0, 0] > 0).long()
+    >>> data = {s: (x, y, [str(i) for i in range(30)])
+    ...         for s in ("train", "valid", "test")}
+    >>> out = select_and_test(data, ["A", "B"], True, [1e-3])
+    >>> out["accuracy"] > 0.8, len(out["layer_weights"])
+    (True, 2)
+    """
+    best = None
+    for l2 in penalties:
+        torch.manual_seed(seed)
+        x, y, _ = splits["train"]
+        probe = train_probe(x, y, len(labels), weighted_layers, l2)
+        valid = probe_scores(probe, *splits["valid"], labels)["macro_f1"]
+        if best is None or valid > best[0]:
+            best = (valid, l2, probe)
+    valid_f1, l2, probe = best
+    test = probe_scores(probe, *splits["test"], labels)
+    result = {
+        "accuracy": test["accuracy"],
+        "macro_f1": test["macro_f1"],
+        "valid_macro_f1": valid_f1,
+        "l2": l2,
+    }
+    if weighted_layers:
+        weights = probe.layer_logits.detach().softmax(-1)
+        result["layer_weights"] = [round(w, 3) for w in weights.tolist()]
+    return result
+
+
+PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def run_linear_probe(argv, prepare_data, class_names):
+    """A recipe's baseline: probes of its phase YAML's split and encoder.
+
+    Reads the same manifests and the same keyed feature cache as the
+    recipe's training (encoding what is missing, with every layer), fits a
+    last-layer and a weighted-layers probe, and writes
+    ``<experiment_folder>/linear_probe/probe_results.json``.
+
+    Arguments
+    ---------
+    argv : list of str
+        The command line of the recipe's ``train.py`` (phase YAML first).
+    prepare_data, class_names : callable
+        As for ``speechbrain_emosllm.recipe.run_phase``.
+
+    Returns
+    -------
+    dict
+        Probe name -> test accuracy, macro-F1 and selection details.
+    """
+    import json
+    import os
+
+    from speechbrain.utils.distributed import run_on_main
+
+    from speechbrain_emosllm.prompts import PromptBuilder
+    from speechbrain_emosllm.recipe import (
+        cache_features,
+        dataio_prepare,
+        feature_folder,
+        load_phase,
+    )
+
+    hparams, run_opts = load_phase(
+        argv,
+        defaults={"layer_weighting": True},
+        forced={
+            "phase": "linear_probe",
+            "previous_phase_folder": None,
+            "feature_cache": True,
+        },
+    )
+    if not hparams["skip_prep"]:
+        run_on_main(prepare_data, args=[hparams])
+    labels = class_names(hparams)
+    hparams["feature_folder"] = feature_folder(hparams)
+    builder = PromptBuilder(
+        hparams["speech_llm"].tokenizer, labels, hparams["n_queries"]
+    )
+    train, valid, tests = dataio_prepare(hparams, builder)
+    test = next(iter(tests.values()))
+    device = run_opts.get("device") or "cpu"
+    encoder = hparams["encoder"].to(device)
+    cache_features(encoder, device, hparams, [train, valid, test])
+
+    splits = {}
+    for name, data in (("train", train), ("valid", valid), ("test", test)):
+        with data.output_keys_as(["id", "emo_index"]):
+            items = list(data)
+        ids = [item["id"] for item in items]
+        y = torch.tensor([item["emo_index"] for item in items])
+        splits[name] = (pooled_frames(hparams["feature_folder"], ids), y, ids)
+    results = {
+        "linear_probe": select_and_test(splits, labels, False, PENALTIES)
+    }
+    if splits["train"][0].shape[1] > 1:
+        results["weighted_layers_probe"] = select_and_test(
+            splits, labels, True, PENALTIES
+        )
+    path = os.path.join(hparams["output_folder"], "probe_results.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    for name, result in results.items():
+        print(
+            f"{name}: test accuracy {result['accuracy']:.3f}, macro-F1 "
+            f"{result['macro_f1']:.3f} (valid macro-F1 "
+            f"{result['valid_macro_f1']:.3f}, l2 {result['l2']})"
+        )
+    return results

@@ -1,0 +1,361 @@
+"""What every EmoSLLM recipe does around its data preparation.
+
+A recipe's ``train.py`` parses nothing itself: it gives ``run_phase`` the
+command line, a function that writes its manifests and a function that
+returns its class names. ``run_phase`` loads the phase YAML, builds the
+datasets (prompts included), caches the frozen encoder's frames, trains
+with ``speechbrain_emosllm.brain.EmoSLLM`` and tests every test set.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import os
+import random
+from functools import partial
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from speechbrain_emosllm.audio import read_audio_file
+from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
+from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
+from speechbrain_emosllm.decoding import EmotionDecoder
+from speechbrain_emosllm.features import (
+    cache_encoder_outputs,
+    feature_cache_key,
+    load_cached_features,
+)
+from speechbrain_emosllm.hparams import compose_hparams
+from speechbrain_emosllm.prompts import PromptBuilder
+
+
+def dataio_prepare(hparams, builder):
+    """Builds the datasets and their pipelines (prompts included).
+
+    With ``feature_cache``, the datasets also provide ``feats`` (frames read
+    from the cache folder) and batches carry them instead of audio.
+    """
+    labels = builder.labels
+    label_index = {label: i for i, label in enumerate(labels)}
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return read_audio_file(wav, hparams["sample_rate"])
+
+    @sb.utils.data_pipeline.takes("id", "emo")
+    @sb.utils.data_pipeline.provides("emo_index")
+    def label_pipeline(utt_id, emo):
+        if emo not in label_index:
+            raise ValueError(
+                f"Utterance {utt_id}: emotion '{emo}' is not one of "
+                f"{labels} (check the manifest's 'emo' field and n_classes)."
+            )
+        return label_index[emo]
+
+    def prompt_pipeline(shuffle):
+        @sb.utils.data_pipeline.takes("wrd", "emo")
+        @sb.utils.data_pipeline.provides("input_ids", "span_ids", "audio_start")
+        def pipeline(wrd, emo):
+            # Training draws a paraphrase and a label order per example
+            # (DataLoader workers seed `random` differently).
+            task = hparams["task"]
+            if shuffle and random.random() < hparams["ser_task_share"]:
+                task = "ser"  # optional SER-only examples (P3 mixing)
+            example = builder.training_example(
+                task,
+                wrd,
+                emo,
+                random if shuffle and hparams["random_train_prompts"] else None,
+            )
+            yield torch.tensor(example["input_ids"])
+            yield torch.tensor(example["span_ids"])
+            yield example["audio_start"]
+
+        return pipeline
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("feats")
+    def feature_pipeline(utt_id):
+        return load_cached_features(hparams["feature_folder"], utt_id)
+
+    audio_key = "feats" if hparams["feature_cache"] else "sig"
+    keys = [
+        "id",
+        audio_key,
+        "wrd",
+        "emo",
+        "emo_index",
+        "input_ids",
+        "span_ids",
+        "audio_start",
+    ]
+
+    def dataset(path, shuffle):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Manifest {path} not found: run data preparation (unset "
+                "skip_prep) or check manifest_folder."
+            )
+        data = sb.dataio.dataset.DynamicItemDataset.from_json(
+            path, replacements={"data_root": hparams["data_folder"]}
+        )
+        pipelines = [audio_pipeline, label_pipeline, prompt_pipeline(shuffle)]
+        if hparams["feature_cache"]:
+            pipelines.append(feature_pipeline)
+        for pipeline in pipelines:
+            data.add_dynamic_item(pipeline)
+        data.set_output_keys(keys)
+        return data
+
+    sorting = hparams["sorting"]
+    if sorting not in ("random", "ascending", "descending"):
+        raise ValueError(
+            f"Unknown sorting '{sorting}': use random, ascending or descending."
+        )
+    train = dataset(hparams["train_json"], True).filtered_sorted(
+        sort_key=None if sorting == "random" else "duration",
+        reverse=sorting == "descending",
+        key_max_value={"duration": hparams["max_train_seconds"]},
+    )
+    if sorting != "random":
+        hparams["train_dataloader_opts"]["shuffle"] = False
+    valid = dataset(hparams["valid_json"], False)
+    if hparams["valid_subset"]:
+        valid = valid.filtered_sorted(select_n=hparams["valid_subset"])
+    tests = {
+        name: dataset(path, False)
+        for name, path in hparams["test_jsons"].items()
+        if os.path.isfile(path)
+    }
+    return train, valid, tests
+
+
+def padded_collate():
+    """PaddedBatch that pads span ids with IGNORE (-1).
+
+    Returns
+    -------
+    functools.partial
+        A ``collate_fn``.
+
+    Example
+    -------
+    >>> batch = padded_collate()([{"span_ids": torch.tensor([1, 2])},
+    ...                           {"span_ids": torch.tensor([3])}])
+    >>> batch.span_ids.data
+    tensor([[ 1,  2],
+            [ 3, -1]])
+    """
+    return partial(
+        sb.dataio.batch.PaddedBatch,
+        per_key_padding_kwargs={"span_ids": {"value": -1}},
+    )
+
+
+def load_phase(argv, defaults=None, forced=None):
+    """Parses a recipe's command line and loads its phase YAML.
+
+    The phase file is merged with its base and presets, the result is
+    resolved and saved as ``hyperparams.yaml`` in the output folder, and a
+    missing predecessor fails here, before data preparation and caching.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``sys.argv[1:]``: the phase YAML, then SpeechBrain options and
+        overrides.
+    defaults : dict, optional
+        Overrides that the command line may replace.
+    forced : dict, optional
+        Overrides that replace the command line's.
+
+    Returns
+    -------
+    (dict, dict)
+        The hyperparameters and the run options.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # Joins the process group when launched by torchrun (no-op otherwise).
+    sb.utils.distributed.ddp_init_group(run_opts)
+    merged_yaml, overrides = compose_hparams(hparams_file, overrides)
+    overrides = {**(defaults or {}), **overrides, **(forced or {})}
+    merged_yaml = merged_yaml.getvalue()
+    hparams = load_hyperpyyaml(merged_yaml, overrides)
+    sb.create_experiment_directory(hparams["output_folder"])
+    if if_main_process():
+        with open(
+            os.path.join(hparams["output_folder"], "hyperparams.yaml"),
+            "w",
+            encoding="utf-8",
+        ) as f:
+            f.write(resolve_references(merged_yaml, overrides).getvalue())
+    if hparams["previous_phase_folder"] and not run_opts.get("test_only"):
+        # The weights are loaded later, in `EmoSLLM.warm_start`.
+        find_best_checkpoint(hparams["previous_phase_folder"])
+    return hparams, run_opts
+
+
+def feature_folder(hparams):
+    """The keyed feature-cache folder of the phase's encoder.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+
+    Returns
+    -------
+    str
+    """
+    return os.path.join(
+        hparams["feature_cache_folder"],
+        feature_cache_key(
+            hparams["encoder"],
+            hparams["encoder_source"],
+            hparams["sample_rate"],
+            hparams["feature_cache_dtype"],
+        ),
+    )
+
+
+def cache_features(encoder, device, hparams, datasets):
+    """Encodes every clip once with the frozen encoder (main process).
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        The frozen encoder, on ``device``.
+    device : str
+        Where it runs.
+    hparams : dict
+        Phase hyperparameters (``feature_folder``...).
+    datasets : list of DynamicItemDataset
+        Every dataset of the phase.
+    """
+    for data in datasets:
+        run_on_main(
+            cache_encoder_outputs,
+            kwargs={
+                "encoder": encoder,
+                "dataset": data,
+                "folder": hparams["feature_folder"],
+                "batch_size": hparams["test_batch_size"],
+                "device": device,
+                "dtype": hparams["feature_cache_dtype"],
+            },
+        )
+
+
+def loader_options(hparams, train_data):
+    """DataLoader options of the train, valid and test stages.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+    train_data : DynamicItemDataset
+        Training set (for SpeechBrain's ``DynamicBatchSampler``).
+
+    Returns
+    -------
+    dict
+        Stage name -> loader keyword arguments.
+    """
+    options = {
+        key: dict(
+            hparams[f"{key}_dataloader_opts"], collate_fn=padded_collate()
+        )
+        for key in ("train", "valid", "test")
+    }
+    if hparams["dynamic_batching"]:
+        from speechbrain.dataio.sampler import DynamicBatchSampler
+
+        sampler = DynamicBatchSampler(
+            train_data,
+            length_func=lambda item: item["duration"],
+            **hparams["dynamic_batch_sampler"],
+        )
+        options["train"] = {
+            "batch_sampler": sampler,
+            "num_workers": hparams["num_workers"],
+            "collate_fn": padded_collate(),
+        }
+    return options
+
+
+def run_phase(argv, prepare_data, class_names):
+    """Runs one phase of a recipe: prepare, cache, train, test.
+
+    Arguments
+    ---------
+    argv : list of str
+        The recipe's command line (``sys.argv[1:]``).
+    prepare_data : callable
+        ``prepare_data(hparams)`` writes the manifests (called on the main
+        process only, unless ``skip_prep``).
+    class_names : callable
+        ``class_names(hparams)`` returns the emotion classes, in order.
+
+    Returns
+    -------
+    EmoSLLM
+        The trained brain.
+    """
+    hparams, run_opts = load_phase(argv)
+    if not hparams["skip_prep"]:
+        run_on_main(prepare_data, args=[hparams])
+    labels = class_names(hparams)
+    speech_llm = hparams["speech_llm"]
+    builder = PromptBuilder(
+        speech_llm.tokenizer,
+        labels,
+        hparams["n_queries"],
+        system_prompt=hparams["system_prompt"],
+        chat_template_kwargs=hparams["llm_chat_template_kwargs"],
+    )
+    if hparams["feature_cache"]:
+        hparams["feature_folder"] = feature_folder(hparams)
+    train_data, valid_data, test_sets = dataio_prepare(hparams, builder)
+
+    brain = EmoSLLM(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.labels = labels
+    brain.decoder = EmotionDecoder(
+        speech_llm, builder, hparams["max_new_tokens"]
+    )
+    if hparams["feature_cache"]:
+        # The encoder is frozen in every phase: encode each clip once.
+        cache_features(
+            brain.modules.encoder,
+            brain.device,
+            hparams,
+            [train_data, valid_data, *test_sets.values()],
+        )
+    brain.class_weights = class_weights_from(
+        train_data, labels, hparams["class_weighting"]
+    )
+    options = loader_options(hparams, train_data)
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=options["train"],
+        valid_loader_kwargs=options["valid"],
+    )
+    for name, test_data in test_sets.items():
+        brain.test_name = name
+        brain.evaluate(
+            test_data,
+            min_key=SELECTION_KEY,
+            test_loader_kwargs=options["test"],
+        )
+    return brain

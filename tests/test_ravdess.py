@@ -1,0 +1,209 @@
+"""RAVDESS recipe: preparation, splits, label sets, probe and a tiny phase.
+
+Fabricated releases (48 kHz, some stereo) test the layout rules; a few real
+clips of ``../shared/data/ravdess`` (present in CI, absent from a user's
+clone, where those tests skip) test the real files.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, run
+
+from speechbrain_emosllm.testing import write_tone_clips
+
+RAVDESS_RECIPE = os.path.join(ROOT, "recipes", "RAVDESS", "emosllm")
+sys.path.insert(0, RAVDESS_RECIPE)
+from ravdess_prepare import label_names, prepare_ravdess  # noqa: E402
+
+SHARED = os.path.join(ROOT, "..", "shared", "data", "ravdess")
+needs_shared = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(SHARED, "Actor_01")),
+    reason="real RAVDESS clips (../shared/data/ravdess) are not in this "
+    "checkout: CI has them, a user's clone has not",
+)
+
+
+def fabricate(root, actors, emotions=("01", "03", "05"), rate=48000):
+    """A release-shaped folder: 2 statements per emotion and actor."""
+    for actor in actors:
+        folder = os.path.join(root, f"Actor_{actor:02d}")
+        specs = []
+        for k, emotion in enumerate(emotions):
+            for statement in ("01", "02"):
+                name = f"03-01-{emotion}-01-{statement}-01-{actor:02d}"
+                specs.append((name, 0.3, k))
+        write_tone_clips(folder, specs, sample_rate=rate)
+    return root
+
+
+def load(folder, split):
+    with open(os.path.join(folder, f"{split}.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_official_layout_48k_manifests(tmp_path):
+    data = fabricate(str(tmp_path / "data"), range(1, 6))
+    (tmp_path / "data" / "Actor_01" / "notes.txt").write_text("x")
+    counts = prepare_ravdess(data, str(tmp_path / "m"), "4", "5", "ravdess8")
+    assert counts == {"train": 18, "valid": 6, "test": 6}
+    test = load(str(tmp_path / "m"), "test")
+    item = test["03-01-05-01-02-01-05"]
+    assert item["emo"] == "Angry"
+    assert item["spk_id"] == "05"
+    assert item["intensity"] == "normal"
+    assert item["wrd"] == "Dogs are sitting by the door"
+    assert item["duration"] == pytest.approx(0.3, abs=0.01)
+    # Unchanged inputs and options: nothing is rewritten.
+    assert prepare_ravdess(data, str(tmp_path / "m"), "4", "5") == {}
+
+
+def test_label_sets_map_and_drop_classes(tmp_path):
+    data = fabricate(str(tmp_path / "d"), [1, 2, 3], ("02", "06", "07", "08"))
+    prepare_ravdess(data, str(tmp_path / "msp"), [2], [3], "msp")
+    emotions = {i["emo"] for i in load(str(tmp_path / "msp"), "train").values()}
+    assert emotions == {"Neutral", "Fear", "Disgust", "Surprise"}
+    assert label_names("msp")[:4] == ["Neutral", "Happy", "Sad", "Angry"]
+    with pytest.raises(ValueError, match="Split train has no clips"):
+        prepare_ravdess(data, str(tmp_path / "n"), [2], [3], "nhsa4")
+    with pytest.raises(ValueError, match="Unknown label_set 'ekman'"):
+        prepare_ravdess(data, str(tmp_path / "n"), [2], [3], "ekman")
+
+
+@pytest.mark.parametrize(
+    "valid, test, message",
+    [
+        ("2", "2,3", r"Actors \[2\] are in both"),
+        ("2", "9", r"test_actors \[9\] have no clips here"),
+        ("", "3", "valid_actors is empty"),
+        ("1,2", "3", "No actor is left for training"),
+    ],
+)
+def test_split_errors_are_clear(tmp_path, valid, test, message):
+    data = fabricate(str(tmp_path / "d"), [1, 2, 3])
+    with pytest.raises(ValueError, match=message):
+        prepare_ravdess(data, str(tmp_path / "m"), valid, test)
+    assert not os.path.exists(tmp_path / "m" / "train.json")
+
+
+def test_actor_folder_mismatch_and_missing_layout(tmp_path):
+    data = fabricate(str(tmp_path / "d"), [1, 2, 3])
+    os.rename(
+        os.path.join(data, "Actor_01", "03-01-01-01-01-01-01.wav"),
+        os.path.join(data, "Actor_01", "03-01-01-01-01-01-07.wav"),
+    )
+    with pytest.raises(ValueError, match="actor 07 in the file name"):
+        prepare_ravdess(data, str(tmp_path / "m"), [2], [3])
+    with pytest.raises(FileNotFoundError, match="No Actor_XX/ folders"):
+        prepare_ravdess(str(tmp_path), str(tmp_path / "m"), [2], [3])
+
+
+def test_changed_audio_or_truncated_manifest_is_redone(tmp_path):
+    data = fabricate(str(tmp_path / "d"), [1, 2, 3])
+    out = str(tmp_path / "m")
+    prepare_ravdess(data, out, [2], [3])
+    with open(os.path.join(out, "valid.json"), "w") as f:
+        f.write('{"03-01')  # a run killed while writing
+    assert prepare_ravdess(data, out, [2], [3])["valid"] == 6
+    write_tone_clips(
+        os.path.join(data, "Actor_01"), [("03-01-01-01-01-01-01", 0.6, 0)]
+    )
+    assert prepare_ravdess(data, out, [2], [3]) != {}
+    item = load(out, "train")["03-01-01-01-01-01-01"]
+    assert item["duration"] == pytest.approx(0.6, abs=0.01)
+
+
+@needs_shared
+def test_real_clips_prepare_with_default_split_error(tmp_path):
+    """The shared copy has actors 01-18: the default test actors are absent."""
+    with pytest.raises(ValueError, match=r"test_actors \[19, 20"):
+        prepare_ravdess(SHARED, str(tmp_path / "m"))
+    counts = prepare_ravdess(SHARED, str(tmp_path / "m"), "13,14", "15-18")
+    assert counts == {"train": 720, "valid": 120, "test": 240}
+    train = load(str(tmp_path / "m"), "train").values()
+    assert {i["spk_id"] for i in train} == {f"{a:02d}" for a in range(1, 13)}
+    assert {i["wrd"] for i in train} == {
+        "Kids are talking by the door",
+        "Dogs are sitting by the door",
+    }
+
+
+def few_real_clips(root, actors, per_actor=8):
+    """Links to a few real clips per actor, in the release layout."""
+    for actor in actors:
+        source = os.path.join(SHARED, f"Actor_{actor:02d}")
+        target = os.path.join(root, f"Actor_{actor:02d}")
+        os.makedirs(target)
+        names = sorted(os.listdir(source))
+        # Neutral, happy, sad and angry: two clips of each.
+        chosen = [n for n in names if n[6:8] in ("01", "03", "04", "05")]
+        for name in chosen[::4][:per_actor]:
+            os.symlink(os.path.join(source, name), os.path.join(target, name))
+    return root
+
+
+@needs_shared
+def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
+    from speechbrain_emosllm.testing import make_tiny_whisper
+
+    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4])
+    whisper = make_tiny_whisper(str(tmp_path / "whisper"), num_layers=2)
+    common = [
+        f"--data_folder={data}",
+        f"--experiment_folder={tmp_path / 'out'}",
+        "--valid_actors=3",
+        "--test_actors=4",
+        "--label_set=nhsa4",
+        "--encoder_preset=whisper_tiny_en",
+        f"--encoder_source={whisper}",
+        "--encoder_dim=32",
+        "--encoder_hidden_states=3",
+        "--llm_preset=smollm2-135m-instruct",
+        f"--llm_source={tiny_models['llm']}",
+        "--llm_dim=64",
+        "--n_queries=4",
+        "--qpmapper_dim=32",
+        "--qpmapper_ffn=32",
+        "--qpmapper_heads=4",
+        "--batch_size=4",
+        "--test_batch_size=4",
+        "--num_workers=0",
+        "--max_new_tokens=8",
+    ]
+    probe = run(
+        ["linear_probe.py", "hparams/ser.yaml", *common], cwd=RAVDESS_RECIPE
+    )
+    assert probe.returncode == 0, probe.stdout[-3000:]
+    results = json.load(
+        open(tmp_path / "out" / "linear_probe" / "probe_results.json")
+    )
+    assert set(results) == {"linear_probe", "weighted_layers_probe"}
+    assert len(results["weighted_layers_probe"]["layer_weights"]) == 3
+    assert 0.0 <= results["linear_probe"]["macro_f1"] <= 1.0
+
+    phase = run(
+        [
+            "train.py",
+            "hparams/ser.yaml",
+            *common,
+            "--previous_phase_folder=null",
+            "--layer_weighting=True",
+            "--number_of_epochs=1",
+        ],
+        cwd=RAVDESS_RECIPE,
+    )
+    assert phase.returncode == 0, phase.stdout[-3000:]
+    summary = json.load(
+        open(tmp_path / "out" / "ser" / "test_test" / "summary.json")
+    )
+    for mode in ("ser_only", "prompt_hint", "joint_oracle"):
+        assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
+    # The probe and the phase share one all-layers cache: 32 clips, once.
+    cache = tmp_path / "out" / "feature_cache"
+    (folder,) = os.listdir(cache)
+    frames = torch.load(next((cache / folder).iterdir()))
+    assert frames.shape[1:] == (3, 32)
+    assert len(os.listdir(cache / folder)) == 32
