@@ -13,6 +13,7 @@ Authors
 import math
 
 import torch
+import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.lobes.models.transformer.Transformer import (
     PositionalEncoding,
@@ -62,6 +63,24 @@ class QPMapper(nn.Module):
         With frames that carry every encoder layer, (batch, time, layers,
         width), learn a weighted sum of the layers first
         (``WeightedLayerSum``); None for (batch, time, width) frames.
+    utterance_summary : bool
+        Add to every query a projection of the utterance's mean frame,
+        standardised across utterances (``nn.BatchNorm1d`` without affine:
+        batch statistics in training, their cumulative average, which a
+        frozen encoder keeps stationary, in evaluation). The
+        mean frame of a clip differs from the corpus mean by ~1-5% of its
+        energy (Whisper tiny.en on RAVDESS), and attention pooling passes
+        it on at that scale next to the queries' own vectors: without it
+        the query outputs hardly vary between clips, and nothing
+        utterance-level (emotion, speaker) reaches the LLM. Standardised,
+        this is exactly the linear probe's input.
+    output_norm : bool
+        RMS-normalise each output vector and multiply it by a learned gain
+        (``output_gain``, kept in log space), which ``match_scale`` sets to
+        the RMS of the LLM's token embeddings. Without it the outputs are
+        free to grow far beyond the text embeddings (ASR training drove
+        them to ~30x on SmolLM2); the LLM's RMSNorm then hides how they
+        differ between clips, and the mapper's updates barely move them.
 
     Example
     -------
@@ -90,6 +109,8 @@ class QPMapper(nn.Module):
         positional_encoding=True,
         max_frames=6000,
         n_layers=None,
+        utterance_summary=False,
+        output_norm=False,
     ):
         super().__init__()
         self.n_queries = n_queries
@@ -121,6 +142,54 @@ class QPMapper(nn.Module):
             enable_nested_tensor=False,
         )
         self.output_projection = nn.Linear(d_model, output_size)
+        self.summary_norm = self.summary_projection = None
+        if utterance_summary:
+            self.summary_norm = nn.BatchNorm1d(
+                input_size, affine=False, momentum=None
+            )
+            self.summary_projection = nn.Linear(input_size, d_model)
+        self.output_norm = output_norm
+        if output_norm:
+            self.log_output_gain = nn.Parameter(torch.zeros(()))
+
+    @property
+    def output_gain(self):
+        """Scale of the normalised outputs (None without ``output_norm``)."""
+        if not self.output_norm:
+            return None
+        return self.log_output_gain.exp().item()
+
+    @torch.no_grad()
+    def match_scale(self, embeddings):
+        """Sets the output gain to the RMS of an LLM's token embeddings.
+
+        Arguments
+        ---------
+        embeddings : torch.Tensor
+            (vocabulary, width) input embedding table.
+
+        Example
+        -------
+        >>> mapper = QPMapper(8, 16, n_queries=2, d_model=8, nhead=2,
+        ...                   num_layers=1, output_norm=True)
+        >>> mapper.match_scale(torch.full((10, 16), 0.5))
+        >>> out = mapper(torch.randn(1, 5, 8))
+        >>> round(out.pow(2).mean().sqrt().item(), 3), mapper.output_gain
+        (0.5, 0.5)
+        """
+        if not self.output_norm:
+            raise ValueError("match_scale needs a QPMapper with output_norm.")
+        rms = embeddings.float().pow(2).mean().sqrt()
+        self.log_output_gain.copy_(rms.log())
+
+    def _standardise(self, mean_frame):
+        # BatchNorm cannot take batch statistics of a single utterance.
+        norm = self.summary_norm
+        if self.training and mean_frame.shape[0] > 1:
+            return norm(mean_frame)
+        return F.batch_norm(
+            mean_frame, norm.running_mean, norm.running_var, eps=norm.eps
+        )
 
     def forward(self, x, lengths=None):
         """Pools a batch of frame sequences into query embeddings.
@@ -146,15 +215,25 @@ class QPMapper(nn.Module):
         if self.positional_encoding is not None:
             frames = frames + self.positional_encoding(frames)
         queries = self.queries.unsqueeze(0).expand(batch, -1, -1)
+        frame_mask = torch.ones(batch, time, device=x.device)
+        if lengths is not None:
+            valid = torch.round(lengths * time).clamp(min=1)
+            frame_mask = length_to_mask(valid, max_len=time, device=x.device)
+        if self.summary_projection is not None:
+            weights = frame_mask / frame_mask.sum(1, keepdim=True)
+            mean_frame = torch.einsum("bt,btd->bd", weights.to(x.dtype), x)
+            summary = self.summary_projection(self._standardise(mean_frame))
+            queries = queries + summary.unsqueeze(1)
         sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)
 
         padding_mask = None
         if lengths is not None:
-            valid = torch.round(lengths * time).clamp(min=1)
-            frame_mask = length_to_mask(valid, max_len=time, device=x.device)
             query_mask = frame_mask.new_ones(batch, self.n_queries)
             # nn.TransformerEncoder marks padded positions with True.
             padding_mask = ~torch.cat([frame_mask, query_mask], 1).bool()
 
         encoded = self.encoder(sequence, src_key_padding_mask=padding_mask)
-        return self.output_projection(encoded[:, time:])
+        out = self.output_projection(encoded[:, time:])
+        if self.output_norm:
+            out = F.rms_norm(out, out.shape[-1:]) * self.log_output_gain.exp()
+        return out

@@ -329,6 +329,11 @@ def run_phase(argv, prepare_data, class_names):
         checkpointer=hparams["checkpointer"],
     )
     brain.labels = labels
+    if hparams["qpmapper"].output_norm:
+        # Before any checkpoint is loaded: a trained gain replaces it.
+        hparams["qpmapper"].match_scale(
+            speech_llm.hf_model.get_input_embeddings().weight
+        )
     brain.decoder = EmotionDecoder(
         speech_llm, builder, hparams["max_new_tokens"]
     )

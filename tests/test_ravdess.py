@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, run
 
+from conftest import ROOT, run
 from speechbrain_emosllm.testing import write_tone_clips
 
 RAVDESS_RECIPE = os.path.join(ROOT, "recipes", "RAVDESS", "emosllm")

@@ -131,6 +131,7 @@ def prepare_assets(folder, quick):
             "llm_dim": 64,
             "encoder": encoder,
             "encoder_dim": 32,
+            "encoder_hidden_states": 2,  # embeddings + its one layer
         }
     from speechbrain_emosllm.demo.assets import (
         materialize_smollm2,
@@ -147,14 +148,21 @@ def prepare_assets(folder, quick):
     }
 
 
-def phase_overrides(config, assets, corpus, output, phase):
-    """Command-line overrides running the recipe on the demo corpus."""
+def model_overrides(config, assets):
+    """Overrides that choose the demo's models and shared settings.
+
+    Arguments
+    ---------
+    config : dict
+        ``FULL`` or ``QUICK``.
+    assets : dict
+        Model folders and widths from ``prepare_assets``.
+
+    Returns
+    -------
+    list of str
+    """
     options = {
-        "data_folder": corpus,
-        "manifest_folder": corpus,
-        "skip_prep": True,
-        "n_classes": 4,
-        "experiment_folder": output,
         "encoder_preset": "whisper_tiny_en",
         "encoder_source": assets["encoder"],
         "encoder_dim": assets["encoder_dim"],
@@ -163,9 +171,25 @@ def phase_overrides(config, assets, corpus, output, phase):
         "llm_dim": assets["llm_dim"],
         "num_workers": 0,
     }
+    if "encoder_hidden_states" in assets:
+        options["encoder_hidden_states"] = assets["encoder_hidden_states"]
     options.update(config["common"])
-    options.update(config["phases"][phase])
     return [f"--{key}={value}" for key, value in options.items()]
+
+
+def phase_overrides(config, assets, corpus, output, phase):
+    """Command-line overrides running the recipe on the demo corpus."""
+    options = {
+        "data_folder": corpus,
+        "manifest_folder": corpus,
+        "skip_prep": True,
+        "n_classes": 4,
+        "experiment_folder": output,
+    }
+    options.update(config["phases"][phase])
+    return model_overrides(config, assets) + [
+        f"--{key}={value}" for key, value in options.items()
+    ]
 
 
 def run_phase(phase, overrides, output):
@@ -316,7 +340,22 @@ def main(argv=None):
         help="tiny random models and a few dozen clips",
     )
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument(
+        "--corpus",
+        choices=("espeak", "ravdess"),
+        default="espeak",
+        help="espeak: P1 -> P2 -> P3 on the eSpeak corpus; ravdess: P1 -> "
+        "P2 on eSpeak, then the emotion phase on RAVDESS actors",
+    )
+    parser.add_argument(
+        "--ravdess_folder", help="RAVDESS speech (Actor_01/ ...)"
+    )
+    parser.add_argument("--valid_actors", default="17,18")
+    parser.add_argument("--test_actors", default="19-24")
+    parser.add_argument("--label_set", default="ravdess8")
     args = parser.parse_args(argv)
+    if args.corpus == "ravdess" and not args.ravdess_folder:
+        parser.error("--corpus ravdess needs --ravdess_folder")
     config = QUICK if args.quick else FULL
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
@@ -342,13 +381,16 @@ def main(argv=None):
     synthesize_corpus(corpus, seed=args.seed, **config["corpus"])
     timings["corpus"] = time.time() - start
 
-    for index, phase in enumerate(PHASES, start=1):
-        banner(f"3/4 phase {index}/3: {phase}")
+    phases = PHASES if args.corpus == "espeak" else PHASES[:2]
+    for index, phase in enumerate(phases, start=1):
+        banner(f"3/4 phase {index}/{len(phases)}: {phase}")
         timings[phase] = run_phase(
             phase,
             phase_overrides(config, assets, corpus, output, phase),
             output,
         )
+    if args.corpus == "ravdess":
+        return ravdess_stage(args, config, assets, output, timings)
 
     banner("4/4 results (held-out voices)")
     results = mode_results(output, corpus)
@@ -369,4 +411,27 @@ def main(argv=None):
     ) as f:
         json.dump(report, f, indent=2)
     print(f"\nResults: {os.path.join(output, 'demo_results.json')}")
+    return report
+
+
+def ravdess_stage(args, config, assets, output, timings):
+    """The RAVDESS probes, emotion phase and test (``--corpus ravdess``)."""
+    from speechbrain_emosllm.demo.ravdess import run_ravdess
+
+    banner("4/4 RAVDESS: probes, emotion phase, held-out actors")
+    start = time.time()
+    report = run_ravdess(
+        model_overrides(config, assets), args, output, args.quick
+    )
+    timings["ravdess"] = time.time() - start
+    report["seconds"] = sum(timings.values())
+    report["wall_time_s"] = timings
+    report["peak_gb"] = peak_memory_gb()
+    path = os.path.join(output, "ravdess_results.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(
+        f"\nwall time {report['seconds']:.0f} s, peak memory "
+        f"{report['peak_gb']:.2f} GB\nResults: {path}"
+    )
     return report
