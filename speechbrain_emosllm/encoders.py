@@ -96,3 +96,57 @@ class WhisperFrames(nn.Module):
             frames = frames.permute(1, 2, 0, 3)
         seconds = wav.shape[1] / self.sample_rate
         return frames[:, : math.ceil(seconds * self.frame_rate)]
+
+
+class LayerFrames(nn.Module):
+    """Puts the layer axis of an SSL lobe's hidden states after time.
+
+    SpeechBrain's wav2vec 2.0 / WavLM lobes return every hidden state as
+    (layers, batch, frames, width) with ``output_all_hiddens``; the feature
+    cache pads along the first axis after the batch and ``WeightedLayerSum``
+    reads (batch, frames, layers, width), so this wrapper moves the axis.
+    Without ``output_all_hiddens`` the lobe's frames pass unchanged.
+
+    Arguments
+    ---------
+    lobe : torch.nn.Module
+        A lobe called as ``lobe(wav, wav_lens)``.
+
+    Example
+    -------
+    >>> import torch
+    >>> class FakeLobe(nn.Module):
+    ...     output_all_hiddens = True
+    ...     def forward(self, wav, wav_lens=None):
+    ...         return torch.zeros(3, wav.shape[0], 10, 4)
+    >>> LayerFrames(FakeLobe())(torch.zeros(2, 3200)).shape
+    torch.Size([2, 10, 3, 4])
+    """
+
+    def __init__(self, lobe):
+        super().__init__()
+        self.lobe = lobe
+        self.output_all_hiddens = bool(getattr(lobe, "output_all_hiddens", 0))
+        # Enters the feature-cache key (see WhisperFrames).
+        self.cache_options = (
+            {"output_all_hiddens": True} if self.output_all_hiddens else {}
+        )
+
+    def forward(self, wav, wav_lens=None):
+        """The lobe's frames, (batch, frames[, layers], width).
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            (batch, samples) waveforms.
+        wav_lens : torch.Tensor, optional
+            Relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        frames = self.lobe(wav, wav_lens)
+        if self.output_all_hiddens:
+            frames = frames.permute(1, 2, 0, 3)
+        return frames

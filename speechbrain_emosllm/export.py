@@ -24,7 +24,7 @@ import torch
 from ruamel.yaml.comments import TaggedScalar
 
 from speechbrain_emosllm.checkpoints import find_best_checkpoint
-from speechbrain_emosllm.labels import emotion_labels
+from speechbrain_emosllm.labels import LABELS_FILE, emotion_labels
 
 ADAPTER_DIR = "lora_adapter"
 
@@ -67,6 +67,30 @@ def _absolute(source, folder):
     return os.path.abspath(candidate) if os.path.exists(candidate) else source
 
 
+def phase_labels(phase_folder, tree):
+    """The classes a phase was trained on, in order.
+
+    ``labels.json`` is written by every recipe's phase; folders from before
+    it existed fall back to MSP-Podcast's ``n_classes``.
+
+    Arguments
+    ---------
+    phase_folder : str
+        Output folder of the phase.
+    tree : dict
+        Its ``hyperparams.yaml``.
+
+    Returns
+    -------
+    list of str
+    """
+    path = os.path.join(phase_folder, LABELS_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return emotion_labels(tree["n_classes"])
+
+
 def export_model(phase_folder, model_folder):
     """Writes the inference model folder of a finished phase.
 
@@ -101,11 +125,13 @@ def export_model(phase_folder, model_folder):
     with open(hparams_path, encoding="utf-8") as f:
         tree = yaml.load(f)
 
-    labels = emotion_labels(tree["n_classes"])
+    labels = phase_labels(phase_folder, tree)
     encoder = tree["encoder"]
+    # The lobe itself, or the one LayerFrames wraps.
+    lobe = encoder["lobe"] if "lobe" in encoder else encoder
     # References into the inference file's own keys, as tagged scalars.
-    encoder["source"] = TaggedScalar("<encoder_source>", tag="!ref")
-    encoder["save_path"] = TaggedScalar("<hub_cache>", tag="!ref")
+    lobe["source"] = TaggedScalar("<encoder_source>", tag="!ref")
+    lobe["save_path"] = TaggedScalar("<hub_cache>", tag="!ref")
     stream = StringIO()
     yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
     modules_yaml = stream.getvalue()
@@ -178,7 +204,7 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
         os.path.join(adapter_folder, "adapter_model.safetensors"),
     )
     with open(
-        os.path.join(model_folder, "labels.json"), "w", encoding="utf-8"
+        os.path.join(model_folder, LABELS_FILE), "w", encoding="utf-8"
     ) as f:
         json.dump(labels, f)
     return model_folder

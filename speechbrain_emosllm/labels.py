@@ -16,6 +16,9 @@ EMOTION_CODES = {
     "D": "Disgust",
     "C": "Contempt",
 }
+# Written by every training phase (and into exported model folders): the
+# classes, in the order the model was trained on.
+LABELS_FILE = "labels.json"
 CLASS_SETS = {
     8: list(EMOTION_CODES.values()),
     4: ["Neutral", "Happy", "Sad", "Angry"],

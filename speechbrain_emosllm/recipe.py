@@ -10,6 +10,7 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
+import json
 import os
 import random
 from functools import partial
@@ -29,6 +30,7 @@ from speechbrain_emosllm.features import (
     load_cached_features,
 )
 from speechbrain_emosllm.hparams import compose_hparams
+from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.prompts import PromptBuilder
 
 
@@ -309,6 +311,10 @@ def run_phase(argv, prepare_data, class_names):
     if not hparams["skip_prep"]:
         run_on_main(prepare_data, args=[hparams])
     labels = class_names(hparams)
+    if if_main_process():  # read by export
+        path = os.path.join(hparams["output_folder"], LABELS_FILE)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(labels, f)
     speech_llm = hparams["speech_llm"]
     builder = PromptBuilder(
         speech_llm.tokenizer,

@@ -201,9 +201,56 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     )
     for mode in ("ser_only", "prompt_hint", "joint_oracle"):
         assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
-    # The probe and the phase share one all-layers cache: 32 clips, once.
+    # The probe and the phase share one all-layers cache: each clip once.
     cache = tmp_path / "out" / "feature_cache"
     (folder,) = os.listdir(cache)
     frames = torch.load(next((cache / folder).iterdir()))
     assert frames.shape[1:] == (3, 32)
-    assert len(os.listdir(cache / folder)) == 32
+    clips = sum(len(files) for _, _, files in os.walk(data))
+    assert len(os.listdir(cache / folder)) == clips
+
+
+@needs_shared
+def test_quick_demo_on_real_clips_writes_the_results(tmp_path):
+    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4])
+    output = tmp_path / "demo"
+    command = [
+        "-m",
+        "speechbrain_emosllm.demo",
+        "--quick",
+        "--corpus",
+        "ravdess",
+        "--ravdess_folder",
+        data,
+        "--valid_actors",
+        "3",
+        "--test_actors",
+        "4",
+        "--label_set",
+        "nhsa4",
+        "--output",
+        str(output),
+    ]
+    result = run(command, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.load(open(output / "ravdess_results.json"))
+    assert report["label_set"] == "nhsa4"
+    assert report["test_actors"] == [4]
+    assert report["n_test"] == len(os.listdir(os.path.join(data, "Actor_04")))
+    assert set(report["modes"]) == {
+        "ser_only",
+        "prompt_hint",
+        "joint_oracle",
+        "joint_generated",
+    }
+    assert set(report["baselines"]) == {
+        "linear_probe",
+        "weighted_layers_probe",
+    }
+    for entry in report["modes"].values():
+        assert os.path.isfile(entry["confusion_png"])
+    assert report["seconds"] > 0 and report["peak_gb"] > 0
+    # The eSpeak phases of this variant are kept apart from the eSpeak
+    # demo's own.
+    assert (output / "ravdess_curriculum" / "p2_asr_lora").is_dir()
+    assert not (output / "p1_asr").exists()

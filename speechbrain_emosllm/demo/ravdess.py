@@ -21,6 +21,14 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "RAVDESS" / "emosllm"
 MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 PROBES = ("linear_probe", "weighted_layers_probe")
 
+# The eSpeak P1 and P2 of this variant live in <output>/<CURRICULUM>, with
+# the RAVDESS recipe's mapper options (its hparams/common.yaml).
+CURRICULUM = "ravdess_curriculum"
+MAPPER = {
+    "layer_weighting": True,
+    "qpmapper_utterance_summary": True,
+    "qpmapper_output_norm": True,
+}
 # The emotion phase on 2 CPU cores (see the recipe README for what was
 # measured): batch 12, every test mode.
 FULL = {
@@ -37,8 +45,8 @@ def ravdess_overrides(common, phase, args, output):
 
     Arguments
     ---------
-    common : list of str
-        The demo's overrides that choose the models (assets, sizes).
+    common : dict
+        The demo's options that choose the models (assets, sizes).
     phase : dict
         Phase settings (``FULL`` or ``QUICK``).
     args : argparse.Namespace
@@ -56,19 +64,25 @@ def ravdess_overrides(common, phase, args, output):
     >>> from argparse import Namespace
     >>> args = Namespace(ravdess_folder="/r", valid_actors="13,14",
     ...                  test_actors="15-18", label_set="ravdess8")
-    >>> ravdess_overrides(["--n_queries=4"], {"lr": 0.1}, args, "/o")[-2:]
-    ['--label_set=ravdess8', '--lr=0.1']
+    >>> ravdess_overrides({"lr": 1}, {"lr": 0.1}, args, "/o")[-1]
+    '--lr=0.1'
     """
-    options = {
-        "data_folder": args.ravdess_folder,
-        "experiment_folder": os.path.join(output, "ravdess"),
-        "previous_phase_folder": os.path.join(output, "p2_asr_lora"),
-        "valid_actors": args.valid_actors,
-        "test_actors": args.test_actors,
-        "label_set": args.label_set,
-    }
+    options = dict(common)
+    options.update(
+        {
+            "data_folder": args.ravdess_folder,
+            "experiment_folder": os.path.join(output, "ravdess"),
+            "previous_phase_folder": os.path.join(
+                output, CURRICULUM, "p2_asr_lora"
+            ),
+            "valid_actors": args.valid_actors,
+            "test_actors": args.test_actors,
+            "label_set": args.label_set,
+        }
+    )
+    options.update(MAPPER)
     options.update(phase)
-    return common + [f"--{key}={value}" for key, value in options.items()]
+    return [f"--{key}={value}" for key, value in options.items()]
 
 
 def run_script(script, overrides, env):
@@ -142,8 +156,8 @@ def run_ravdess(common, args, output, quick):
 
     Arguments
     ---------
-    common : list of str
-        The demo's model overrides.
+    common : dict
+        The demo's model options.
     args : argparse.Namespace
         The demo's arguments (RAVDESS folder, actors, label set).
     output : str

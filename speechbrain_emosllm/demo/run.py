@@ -148,8 +148,8 @@ def prepare_assets(folder, quick):
     }
 
 
-def model_overrides(config, assets):
-    """Overrides that choose the demo's models and shared settings.
+def model_options(config, assets):
+    """Options that choose the demo's models and shared settings.
 
     Arguments
     ---------
@@ -160,7 +160,7 @@ def model_overrides(config, assets):
 
     Returns
     -------
-    list of str
+    dict
     """
     options = {
         "encoder_preset": "whisper_tiny_en",
@@ -174,22 +174,21 @@ def model_overrides(config, assets):
     if "encoder_hidden_states" in assets:
         options["encoder_hidden_states"] = assets["encoder_hidden_states"]
     options.update(config["common"])
-    return [f"--{key}={value}" for key, value in options.items()]
+    return options
 
 
 def phase_overrides(config, assets, corpus, output, phase):
     """Command-line overrides running the recipe on the demo corpus."""
-    options = {
-        "data_folder": corpus,
-        "manifest_folder": corpus,
-        "skip_prep": True,
-        "n_classes": 4,
-        "experiment_folder": output,
-    }
+    options = model_options(config, assets)
+    options.update(
+        data_folder=corpus,
+        manifest_folder=corpus,
+        skip_prep=True,
+        n_classes=4,
+        experiment_folder=output,
+    )
     options.update(config["phases"][phase])
-    return model_overrides(config, assets) + [
-        f"--{key}={value}" for key, value in options.items()
-    ]
+    return [f"--{key}={value}" for key, value in options.items()]
 
 
 def run_phase(phase, overrides, output):
@@ -381,13 +380,21 @@ def main(argv=None):
     synthesize_corpus(corpus, seed=args.seed, **config["corpus"])
     timings["corpus"] = time.time() - start
 
-    phases = PHASES if args.corpus == "espeak" else PHASES[:2]
+    phases, phase_output, mapper = PHASES, output, []
+    if args.corpus == "ravdess":
+        from speechbrain_emosllm.demo.ravdess import CURRICULUM, MAPPER
+
+        # The RAVDESS recipe's mapper from P1 on, in a folder of its own
+        # so that the eSpeak demo's phases are never mixed with these.
+        phases, phase_output = PHASES[:2], os.path.join(output, CURRICULUM)
+        mapper = [f"--{key}={value}" for key, value in MAPPER.items()]
     for index, phase in enumerate(phases, start=1):
         banner(f"3/4 phase {index}/{len(phases)}: {phase}")
         timings[phase] = run_phase(
             phase,
-            phase_overrides(config, assets, corpus, output, phase),
-            output,
+            phase_overrides(config, assets, corpus, phase_output, phase)
+            + mapper,
+            phase_output,
         )
     if args.corpus == "ravdess":
         return ravdess_stage(args, config, assets, output, timings)
@@ -421,7 +428,7 @@ def ravdess_stage(args, config, assets, output, timings):
     banner("4/4 RAVDESS: probes, emotion phase, held-out actors")
     start = time.time()
     report = run_ravdess(
-        model_overrides(config, assets), args, output, args.quick
+        model_options(config, assets), args, output, args.quick
     )
     timings["ravdess"] = time.time() - start
     report["seconds"] = sum(timings.values())
