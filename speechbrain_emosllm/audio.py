@@ -43,3 +43,36 @@ def read_audio_file(path, sample_rate):
             signal, info.sample_rate, sample_rate
         )
     return signal
+
+
+def check_audio(path):
+    """Duration of a readable, non-empty audio file, or why it is not.
+
+    Arguments
+    ---------
+    path : str
+        Audio file.
+
+    Returns
+    -------
+    (float or None, str or None)
+        Duration in seconds, or None and the reason.
+
+    Example
+    -------
+    >>> check_audio("no/such/file.wav")
+    (None, 'missing audio')
+    """
+    import soundfile
+
+    if not os.path.isfile(path):
+        return None, "missing audio"
+    if os.path.getsize(path) == 0:
+        return None, "empty audio file"
+    try:
+        info = soundfile.info(path)
+    except Exception as error:  # soundfile raises several error types
+        return None, f"unreadable audio ({error})"
+    if info.frames == 0:
+        return None, "audio has no samples"
+    return info.frames / info.samplerate, None

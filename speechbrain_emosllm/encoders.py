@@ -15,6 +15,29 @@ import math
 from torch import nn
 
 
+def cache_options(output_all_hiddens):
+    """What of an adapter's options enters the feature-cache key.
+
+    The frames' shape depends on ``output_all_hiddens``; the default gives
+    an empty mapping so that caches made before the option keep their key.
+
+    Arguments
+    ---------
+    output_all_hiddens : bool
+        Whether every hidden state is returned.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> cache_options(False), cache_options(True)
+    ({}, {'output_all_hiddens': True})
+    """
+    return {"output_all_hiddens": True} if output_all_hiddens else {}
+
+
 class WhisperFrames(nn.Module):
     """Frozen Whisper encoder through SpeechBrain's Whisper lobe.
 
@@ -43,6 +66,7 @@ class WhisperFrames(nn.Module):
     >>> nn.Module.__init__(encoder)
     >>> encoder.whisper, encoder.sample_rate, encoder.frame_rate = (
     ...     FakeLobe(), 16000, 50)
+    >>> encoder.output_all_hiddens = False
     >>> encoder(torch.zeros(2, 24000), torch.tensor([1.0, 0.5])).shape
     torch.Size([2, 75, 4])
     """
@@ -69,11 +93,7 @@ class WhisperFrames(nn.Module):
         self.sample_rate = sample_rate
         self.frame_rate = frame_rate
         self.output_all_hiddens = output_all_hiddens
-        # Enters the feature-cache key (the frames' shape depends on it);
-        # empty by default so that existing caches keep their key.
-        self.cache_options = (
-            {"output_all_hiddens": True} if output_all_hiddens else {}
-        )
+        self.cache_options = cache_options(output_all_hiddens)
 
     def forward(self, wav, wav_lens=None):
         """Encoder frames of the batch's longest clip, padding trimmed.
@@ -127,10 +147,7 @@ class LayerFrames(nn.Module):
         super().__init__()
         self.lobe = lobe
         self.output_all_hiddens = bool(getattr(lobe, "output_all_hiddens", 0))
-        # Enters the feature-cache key (see WhisperFrames).
-        self.cache_options = (
-            {"output_all_hiddens": True} if self.output_all_hiddens else {}
-        )
+        self.cache_options = cache_options(self.output_all_hiddens)
 
     def forward(self, wav, wav_lens=None):
         """The lobe's frames, (batch, frames[, layers], width).

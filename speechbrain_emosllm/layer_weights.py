@@ -32,7 +32,7 @@ class WeightedLayerSum(nn.Module):
     >>> pool = WeightedLayerSum(5)
     >>> pool(torch.randn(2, 30, 5, 16)).shape
     torch.Size([2, 30, 16])
-    >>> pool.layer_weights().tolist()
+    >>> [round(w, 3) for w in pool.layer_weights().tolist()]
     [0.2, 0.2, 0.2, 0.2, 0.2]
     """
 

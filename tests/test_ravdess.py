@@ -201,6 +201,24 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     )
     for mode in ("ser_only", "prompt_hint", "joint_oracle"):
         assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
+    # The exported model keeps the recipe's classes and its mapper (every
+    # encoder layer, utterance summary) and classifies a real clip.
+    from speechbrain_emosllm.export import export_model
+    from speechbrain_emosllm.inference import EmotionLLM
+
+    model_folder = str(tmp_path / "model")
+    export_model(str(tmp_path / "out" / "ser"), model_folder)
+    assert json.load(open(os.path.join(model_folder, "labels.json"))) == (
+        label_names("nhsa4")
+    )
+    model = EmotionLLM.from_hparams(
+        source=model_folder, savedir=str(tmp_path / "savedir")
+    )
+    clip = os.path.join(data, "Actor_04", os.listdir(data + "/Actor_04")[0])
+    result = model.classify_file(clip, mode="ser_only")
+    assert result["label"] in label_names("nhsa4")
+    assert model.mods.qpmapper.summary_norm is not None
+
     # The probe and the phase share one all-layers cache: each clip once.
     cache = tmp_path / "out" / "feature_cache"
     (folder,) = os.listdir(cache)

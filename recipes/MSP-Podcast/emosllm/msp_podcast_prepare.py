@@ -23,6 +23,7 @@ import logging
 import os
 from collections import Counter
 
+from speechbrain_emosllm.audio import check_audio
 from speechbrain_emosllm.labels import EMOTION_CODES, emotion_labels
 
 logger = logging.getLogger(__name__)
@@ -34,34 +35,6 @@ SPLIT_FILES = {
     "Test2": "test2.json",
 }
 OPTIONS_FILE = "prepare_options.json"
-
-
-def check_audio(path):
-    """Duration of a readable, non-empty audio file, or why it is not.
-
-    Arguments
-    ---------
-    path : str
-        Audio file.
-
-    Returns
-    -------
-    (float or None, str or None)
-        Duration in seconds, or None and the reason.
-    """
-    import soundfile
-
-    if not os.path.isfile(path):
-        return None, "missing audio"
-    if os.path.getsize(path) == 0:
-        return None, "empty audio file"
-    try:
-        info = soundfile.info(path)
-    except Exception as error:  # soundfile raises several error types
-        return None, f"unreadable audio ({error})"
-    if info.frames == 0:
-        return None, "audio has no samples"
-    return info.frames / info.samplerate, None
 
 
 def read_transcript(path):

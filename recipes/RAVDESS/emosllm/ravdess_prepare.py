@@ -27,6 +27,7 @@ import os
 import re
 from collections import Counter
 
+from speechbrain_emosllm.audio import check_audio
 from speechbrain_emosllm.labels import emotion_labels
 
 logger = logging.getLogger(__name__)
@@ -274,27 +275,12 @@ def assign_splits(actors_present, valid_actors, test_actors):
     return dict(sorted(splits.items()))
 
 
-def audio_duration(path):
-    """Duration in seconds of a readable, non-empty audio file.
-
-    Arguments
-    ---------
-    path : str
-        Audio file.
-
-    Returns
-    -------
-    float
-    """
-    import soundfile
-
-    try:
-        info = soundfile.info(path)
-    except Exception as error:  # soundfile raises several error types
-        raise ValueError(f"Cannot read audio file {path}: {error}") from error
-    if info.frames == 0:
-        raise ValueError(f"Audio file has no samples: {path}")
-    return info.frames / info.samplerate
+def duration_of(path):
+    """Duration of a clip, or an error naming the file and the problem."""
+    duration, problem = check_audio(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    return duration
 
 
 def listing_digest(clips):
@@ -389,7 +375,7 @@ def prepare_ravdess(
         utt_id = os.path.splitext(os.path.basename(path))[0]
         manifests[splits[fields["actor"]]][utt_id] = {
             "wav": path,
-            "duration": round(audio_duration(path), 3),
+            "duration": round(duration_of(path), 3),
             "wrd": fields["statement"],
             "emo": emotion,
             "spk_id": f"{fields['actor']:02d}",
