@@ -6,6 +6,10 @@ One JSON object per file: ``file``, ``label``, ``probabilities``,
 ``transcript``, ``mode``; a file that cannot be read gets
 ``{"file": ..., "error": ...}`` and the others still run.
 
+A model folder's ``hyperparams.yaml`` builds the objects it names, so
+loading it can run code: the folder is refused if it names anything an
+exported EmoSLLM model does not, unless ``--trust-model`` is given.
+
 Authors
  * speechbrain-emosllm contributors 2026
 """
@@ -117,7 +121,12 @@ def main(argv=None):
         Exit status: 0, or 1 if any file failed.
     """
     parser = argparse.ArgumentParser(
-        prog="emosllm-infer", description=__doc__.split("\n")[0]
+        prog="emosllm-infer",
+        description=__doc__.split("\n")[0],
+        epilog="Loading a model folder builds the Python objects its "
+        "hyperparams.yaml names, i.e. can run code: folders naming anything "
+        "an exported EmoSLLM model does not are refused unless "
+        "--trust-model is given. Use folders from people you trust.",
     )
     parser.add_argument("paths", nargs="+", help="audio files or folders")
     parser.add_argument("--model", required=True, help="exported model folder")
@@ -125,6 +134,12 @@ def main(argv=None):
         "--mode",
         default="joint_generated",
         choices=["joint_generated", "ser_only", "asr"],
+    )
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load a model folder whose YAML names other objects (runs "
+        "their code)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -134,6 +149,19 @@ def main(argv=None):
         help="where SpeechBrain links the model files",
     )
     args = parser.parse_args(argv)
+    hparams = os.path.join(args.model, "hyperparams.yaml")
+    if not os.path.isfile(hparams):
+        parser.error(f"{hparams} not found: is {args.model} a model folder?")
+    if not args.trust_model:
+        from speechbrain_emosllm.model_trust import (
+            UntrustedModelError,
+            check_model_yaml,
+        )
+
+        try:
+            check_model_yaml(hparams)
+        except UntrustedModelError as error:
+            parser.exit(2, f"emosllm-infer: {error}\n")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from speechbrain_emosllm.inference import EmotionLLM
 

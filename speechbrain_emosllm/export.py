@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import tempfile
 from io import StringIO
 
 import ruamel.yaml
@@ -67,6 +68,22 @@ def _absolute(source, folder):
     return os.path.abspath(candidate) if os.path.exists(candidate) else source
 
 
+MODEL_NOTE = """# EmoSLLM model folder
+
+Trained weights only: the QPMapper (`qpmapper.ckpt`) and the LoRA adapter
+(`lora_adapter/`, PEFT format). The base models are not in this folder and
+are loaded from the sources named in `hyperparams.yaml`:
+
+- frozen speech encoder: {encoder}
+- base LLM: {llm}
+
+Classes: {labels}. Exported from {phase}.
+
+`hyperparams.yaml` is HyperPyYAML: loading it builds (and can run) the
+Python objects it names, so load model folders only from people you trust.
+"""
+
+
 def phase_labels(phase_folder, tree):
     """The classes a phase was trained on, in order.
 
@@ -107,13 +124,43 @@ def export_model(phase_folder, model_folder):
     str
         ``model_folder``.
     """
-    from safetensors.torch import save_file
-
     if os.path.isdir(model_folder) and os.listdir(model_folder):
         raise FileExistsError(
             f"{model_folder} is not empty; choose a new "
             "folder (nothing was overwritten)."
         )
+    # Written in a staging folder beside the target and renamed into place
+    # when complete: a failed export leaves nothing that looks like a model
+    # and does not block the retry.
+    model_folder = os.path.abspath(model_folder)
+    parent = os.path.dirname(model_folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(
+        prefix=f".{os.path.basename(model_folder)}.partial-", dir=parent
+    )
+    try:
+        write_model_folder(phase_folder, staging)
+        if os.path.isdir(model_folder):
+            os.rmdir(model_folder)  # empty, checked above
+        os.rename(staging, model_folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return model_folder
+
+
+def write_model_folder(phase_folder, model_folder):
+    """Writes the model files of a finished phase into an existing folder.
+
+    Arguments
+    ---------
+    phase_folder : str
+        Output folder of a phase with ``hyperparams.yaml`` and ``save/``.
+    model_folder : str
+        An empty folder.
+    """
+    from safetensors.torch import save_file
+
     hparams_path = os.path.join(phase_folder, "hyperparams.yaml")
     if not os.path.isfile(hparams_path):
         raise FileNotFoundError(
@@ -136,7 +183,6 @@ def export_model(phase_folder, model_folder):
     yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
     modules_yaml = stream.getvalue()
 
-    os.makedirs(model_folder, exist_ok=True)
     header = INFERENCE_YAML.format(
         phase_folder=os.path.abspath(phase_folder),
         checkpoint=os.path.basename(checkpoint.path),
@@ -207,7 +253,17 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
         os.path.join(model_folder, LABELS_FILE), "w", encoding="utf-8"
     ) as f:
         json.dump(labels, f)
-    return model_folder
+    with open(
+        os.path.join(model_folder, "README.md"), "w", encoding="utf-8"
+    ) as f:
+        f.write(
+            MODEL_NOTE.format(
+                encoder=tree["encoder_source"],
+                llm=tree["llm_source"],
+                labels=", ".join(labels),
+                phase=os.path.abspath(phase_folder),
+            )
+        )
 
 
 def main(argv=None):

@@ -55,6 +55,12 @@ class EmotionLLM(Pretrained):
     ):
         """Loads an exported model folder (see ``speechbrain_emosllm.export``).
 
+        The folder's ``hyperparams.yaml`` builds the objects it names, so
+        loading a folder can run its author's code: load only folders you
+        trust, or check them first with
+        ``speechbrain_emosllm.model_trust.check_model_yaml`` (as
+        ``emosllm-infer`` does).
+
         Arguments
         ---------
         source : str

@@ -23,7 +23,11 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
-from speechbrain_emosllm.decoding import EmotionDecoder
+from speechbrain_emosllm.decoding import (
+    ALL_MODES,
+    TRANSCRIBING_MODES,
+    EmotionDecoder,
+)
 from speechbrain_emosllm.features import (
     cache_encoder_outputs,
     feature_cache_key,
@@ -158,6 +162,54 @@ def padded_collate():
     )
 
 
+SELECTION_METRICS = ("loss", "WER", "macro_f1")
+
+
+def check_phase_keys(hparams):
+    """Fails before any work on a key that names an unknown mode or metric.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+
+    Example
+    -------
+    >>> try:
+    ...     check_phase_keys({"valid_modes": ["ser_only"], "test_modes": [],
+    ...                       "selection_metric": "macro_f1",
+    ...                       "selection_mode": "joint_orcale"})
+    ... except ValueError as error:
+    ...     print(str(error)[:43])
+    selection_mode 'joint_orcale' is not one of
+    """
+    for key in ("valid_modes", "test_modes"):
+        unknown = [m for m in hparams[key] if m not in ALL_MODES]
+        if unknown:
+            raise ValueError(
+                f"{key} has unknown modes {unknown}; use "
+                f"{', '.join(ALL_MODES)}."
+            )
+    metric = hparams["selection_metric"]
+    if metric not in SELECTION_METRICS:
+        raise ValueError(
+            f"Unknown selection_metric '{metric}'; use "
+            f"{', '.join(SELECTION_METRICS)}."
+        )
+    mode = hparams["selection_mode"]
+    if metric == "macro_f1" and mode not in hparams["valid_modes"]:
+        raise ValueError(
+            f"selection_mode '{mode}' is not one of valid_modes "
+            f"{list(hparams['valid_modes'])} (selection_metric is {metric})."
+        )
+    transcribing = set(TRANSCRIBING_MODES) & set(hparams["valid_modes"])
+    if metric == "WER" and not transcribing:
+        raise ValueError(
+            "selection_metric WER needs a transcribing mode "
+            f"({', '.join(TRANSCRIBING_MODES)}) in valid_modes."
+        )
+
+
 def load_phase(argv, defaults=None, forced=None):
     """Parses a recipe's command line and loads its phase YAML.
 
@@ -187,6 +239,7 @@ def load_phase(argv, defaults=None, forced=None):
     overrides = {**(defaults or {}), **overrides, **(forced or {})}
     merged_yaml = merged_yaml.getvalue()
     hparams = load_hyperpyyaml(merged_yaml, overrides)
+    check_phase_keys(hparams)
     sb.create_experiment_directory(hparams["output_folder"])
     if if_main_process():
         with open(

@@ -41,8 +41,11 @@ def test_export_layout(exported):
         "hyperparams.yaml",
         "qpmapper.ckpt",
         "labels.json",
+        "README.md",
         ADAPTER_DIR,
     } <= names
+    note = open(os.path.join(exported, "README.md")).read()
+    assert "base LLM: " in note and "people you trust" in note
     assert json.load(open(os.path.join(exported, "labels.json"))) == [
         "Neutral",
         "Happy",
@@ -51,6 +54,20 @@ def test_export_layout(exported):
     ]
     with pytest.raises(FileExistsError, match="not empty"):
         export_model("unused", exported)
+
+
+def test_a_failed_export_leaves_nothing_and_the_retry_works(
+    curriculum, tmp_path
+):
+    output, _, _ = curriculum
+    target = tmp_path / "model"
+    # Phase 1 has no LoRA weights: the export fails halfway.
+    with pytest.raises(ValueError, match="has no LoRA weights"):
+        export_model(os.path.join(output, "p1_asr"), str(target))
+    assert os.listdir(tmp_path) == []
+    export_model(os.path.join(output, "p3_joint"), str(target))
+    assert "qpmapper.ckpt" in os.listdir(target)
+    assert os.listdir(tmp_path) == ["model"]
 
 
 def test_peft_loads_the_adapter_with_identical_logits(
@@ -185,3 +202,28 @@ def test_cli_reports_a_bad_file_and_keeps_going(
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) >= 2 and all(r["mode"] == "ser_only" for r in records)
+
+
+def test_cli_refuses_a_model_folder_that_runs_other_code(exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported, folder)
+    marker = tmp_path / "ran"
+    with open(folder / "hyperparams.yaml", "a", encoding="utf-8") as f:
+        f.write(f'\nsurprise: !apply:os.system ["touch {marker}"]\n')
+    result = run(
+        [
+            "-m",
+            "speechbrain_emosllm.cli",
+            "--model",
+            str(folder),
+            str(tmp_path),
+        ],
+        merge_output=False,
+    )
+    assert result.returncode == 2
+    assert "!apply:os.system" in result.stderr
+    assert "--trust-model" in result.stderr
+    assert not marker.exists()
+    assert result.stdout == ""

@@ -119,6 +119,24 @@ def test_an_unknown_sorting_is_a_clear_error(
     assert "Unknown sorting 'shortest'" in result.stdout
 
 
+def test_a_typo_in_a_mode_or_metric_fails_before_any_work(
+    tiny_models, tiny_corpus, tmp_path
+):
+    overrides = recipe_overrides(
+        tiny_models,
+        tiny_corpus,
+        str(tmp_path),
+        selection_mode="joint_orcale",
+        previous_phase_folder=str(tmp_path / "nowhere"),
+    )
+    result = train("p3_joint", overrides)
+    assert result.returncode != 0
+    assert "selection_mode 'joint_orcale' is not one of" in result.stdout
+    # Checked before the predecessor, the manifests and the cache.
+    assert "run the previous phase first" not in result.stdout
+    assert not os.path.exists(tmp_path / "feature_cache")
+
+
 def test_a_typo_in_a_phase_file_is_reported(tmp_path):
     phase = tmp_path / "p9.yaml"
     phase.write_text(
