@@ -23,6 +23,7 @@ ROWS = [
     ("MSP-PODCAST_0001_0009", "S", "32", "Train", "no transcript"),
     ("MSP-PODCAST_0002_0001", "S", "40", "Development", "ok"),
     ("MSP-PODCAST_0002_0002", "U", "40", "Test1", "ok"),
+    ("MSP-PODCAST_0002_0004", "A", "40", "Test1", "ok"),
     ("MSP-PODCAST_0002_0003", "A", "41", "Test2", "ok"),
     ("MSP-PODCAST_test3_0001", "N", "Unknown", "Test3", "ok"),
 ]
@@ -62,7 +63,7 @@ def test_eight_class_manifests_skip_bad_rows_and_name_them(
     out = tmp_path / "manifests"
     with caplog.at_level(logging.WARNING):
         counts = prepare_msp_podcast(str(release), str(out))
-    assert counts == {"Train": 3, "Development": 1, "Test1": 1, "Test2": 1}
+    assert counts == {"Train": 3, "Development": 1, "Test1": 2, "Test2": 1}
     train = load(out, "train.json")
     assert sorted(train) == [
         "MSP-PODCAST_0001_0001",
@@ -94,7 +95,7 @@ def test_four_class_protocol_keeps_neutral_happy_sad_angry(release, tmp_path):
     prepare_msp_podcast(str(release), str(out), n_classes=4)
     train = load(out, "train.json")
     assert {item["emo"] for item in train.values()} == {"Neutral", "Happy"}
-    assert load(out, "test.json") == {}  # the only Test1 row is Surprise
+    assert list(load(out, "test.json")) == ["MSP-PODCAST_0002_0004"]
 
 
 def test_rerun_skips_work_and_new_options_redo_it(release, tmp_path):
@@ -128,3 +129,69 @@ def test_wrong_folders_give_clear_errors(tmp_path):
         (tmp_path / "Labels").mkdir()
         (tmp_path / "Labels" / "labels_consensus.csv").write_text(HEADER)
         prepare_msp_podcast(str(tmp_path), str(tmp_path / "o"), n_classes=5)
+
+
+def write_csv(release, lines, encoding="utf-8"):
+    path = release / "Labels" / "labels_consensus.csv"
+    path.write_bytes("".join([HEADER, *lines]).encode(encoding))
+    return path
+
+
+def rows_of(release):
+    text = (release / "Labels" / "labels_consensus.csv").read_text()
+    return text.splitlines(keepends=True)[1:]
+
+
+def test_an_empty_required_split_is_an_error_and_test2_is_optional(
+    release, tmp_path, caplog
+):
+    rows = rows_of(release)
+    write_csv(release, [r for r in rows if ",Test2" not in r])
+    with caplog.at_level(logging.WARNING):
+        counts = prepare_msp_podcast(str(release), str(tmp_path / "a"))
+    assert "Test2" not in counts
+    assert not (tmp_path / "a" / "test2.json").exists()
+    assert "Test2 has no usable rows" in caplog.text
+    write_csv(release, [r for r in rows if ",Test1" not in r])
+    with pytest.raises(ValueError, match="Split Test1 has no usable rows"):
+        prepare_msp_podcast(str(release), str(tmp_path / "b"))
+
+
+def test_duplicates_and_escaping_file_names_are_refused(release, tmp_path):
+    rows = rows_of(release)
+    write_csv(release, rows + [rows[0].replace(",Train", ",Test1")])
+    with pytest.raises(ValueError, match=r"line 16: .* listed again \(first"):
+        prepare_msp_podcast(str(release), str(tmp_path / "a"))
+    for name in ("../Labels/labels_consensus.csv", "/etc/hostname"):
+        write_csv(release, rows + [f"{name},N,3,4,3,30,Male,Train\n"])
+        with pytest.raises(ValueError, match="not a file name inside Audios"):
+            prepare_msp_podcast(str(release), str(tmp_path / "a"))
+
+
+def test_bom_latin1_and_short_rows(release, tmp_path):
+    rows = rows_of(release)
+    write_csv(release, rows, encoding="utf-8-sig")
+    assert prepare_msp_podcast(str(release), str(tmp_path / "bom"))["Train"]
+    write_csv(
+        release,
+        rows[:3] + ["caf\xe9.wav,N,3,4,3,30,Male,Train\n"],
+        encoding="latin-1",
+    )
+    with pytest.raises(ValueError, match="line 5: not UTF-8"):
+        prepare_msp_podcast(str(release), str(tmp_path / "l1"))
+    write_csv(release, rows[:2] + ["MSP-PODCAST_0009_0001.wav,N\n"])
+    with pytest.raises(ValueError, match="line 4: 2 fields where the header"):
+        prepare_msp_podcast(str(release), str(tmp_path / "short"))
+
+
+def test_a_truncated_manifest_or_a_changed_table_is_redone(release, tmp_path):
+    out = tmp_path / "m"
+    prepare_msp_podcast(str(release), str(out))
+    (out / "valid.json").write_text('{"MSP-PODCAST_0002')  # killed mid-write
+    assert prepare_msp_podcast(str(release), str(out))["Development"] == 1
+    assert load(out, "valid.json")
+    rows = rows_of(release)
+    write_csv(release, [r.replace(",H,", ",A,") for r in rows])
+    assert prepare_msp_podcast(str(release), str(out))
+    assert load(out, "train.json")["MSP-PODCAST_0001_0002"]["emo"] == "Angry"
+    assert not list(out.glob("*.tmp"))

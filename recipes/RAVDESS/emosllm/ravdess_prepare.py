@@ -29,6 +29,11 @@ from collections import Counter
 
 from speechbrain_emosllm.audio import check_audio
 from speechbrain_emosllm.labels import emotion_labels
+from speechbrain_emosllm.manifests import (
+    manifests_valid,
+    options_match,
+    write_json_atomically,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -292,26 +297,6 @@ def listing_digest(clips):
     return digest.hexdigest()
 
 
-def write_json_atomically(path, content):
-    """Writes JSON to ``path.tmp`` then renames it over ``path``."""
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=1)
-    os.replace(temporary, path)
-
-
-def manifests_valid(paths):
-    """Whether every manifest exists and parses as a non-empty object."""
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                if not json.load(f):
-                    return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 def prepare_ravdess(
     data_folder,
     save_folder,
@@ -359,11 +344,11 @@ def prepare_ravdess(
     }
     outputs = {s: os.path.join(save_folder, f) for s, f in SPLIT_FILES.items()}
     options_path = os.path.join(save_folder, OPTIONS_FILE)
-    if manifests_valid(outputs.values()) and os.path.isfile(options_path):
-        with open(options_path, encoding="utf-8") as f:
-            if json.load(f) == options:
-                logger.info("Manifests in %s are up to date.", save_folder)
-                return {}
+    if manifests_valid(outputs.values()) and options_match(
+        options_path, options
+    ):
+        logger.info("Manifests in %s are up to date.", save_folder)
+        return {}
 
     manifests = {split: {} for split in SPLIT_FILES}
     left_out = Counter()

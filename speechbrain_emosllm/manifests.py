@@ -1,0 +1,118 @@
+"""Writing data-preparation outputs so that a killed run is never trusted.
+
+Both recipes' preparation scripts write JSON manifests plus an options
+file that says for which inputs they were made. Each file is written to a
+temporary name and renamed into place, the options file last, and a re-run
+only skips the work when every manifest still parses.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import hashlib
+import json
+import os
+
+
+def write_json_atomically(path, content):
+    """Writes JSON to ``<path>.tmp`` then renames it over ``path``.
+
+    Arguments
+    ---------
+    path : str
+        Destination.
+    content : object
+        JSON-serialisable content.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.json")
+    >>> write_json_atomically(path, {"x": 1}); json.load(open(path))
+    {'x': 1}
+    """
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=1)
+    os.replace(temporary, path)
+
+
+def manifests_valid(paths):
+    """Whether every file exists and parses as a non-empty JSON object.
+
+    Arguments
+    ---------
+    paths : iterable of str
+        Manifest files.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> manifests_valid(["/no/such/manifest.json"])
+    False
+    """
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = json.load(f)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(content, dict) or not content:
+            return False
+    return True
+
+
+def file_digest(path):
+    """SHA-256 of a file's bytes (e.g. a label table).
+
+    Arguments
+    ---------
+    path : str
+        File to hash.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> _ = open(path, "w").write("x")
+    >>> file_digest(path)[:12]
+    '2d711642b726'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def options_match(path, options):
+    """Whether the options file at ``path`` holds exactly ``options``.
+
+    Arguments
+    ---------
+    path : str
+        Options file written by a previous run.
+    options : dict
+        This run's options.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> options_match("/no/such/options.json", {})
+    False
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f) == options
+    except (OSError, ValueError):
+        return False
