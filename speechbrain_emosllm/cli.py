@@ -54,8 +54,20 @@ def list_audio(paths):
     return files
 
 
+def emit(record, out):
+    """Writes one strict JSON line (NaN or infinity is an error)."""
+    print(json.dumps(record, allow_nan=False), file=out, flush=True)
+
+
 def infer(model, files, mode, batch_size, out=sys.stdout):
     """Writes one JSON line per file; errors do not stop the run.
+
+    Each file is decoded once. Files no longer than the model's window are
+    classified ``batch_size`` at a time; longer ones go through
+    ``classify_signal`` (bounded batches of windows). Any failure of a file
+    (unreadable, too short, non-finite, a model error) becomes an
+    ``{"file", "error"}`` line; if a batch fails, its files are retried one
+    by one so that the line names the file at fault.
 
     Arguments
     ---------
@@ -75,36 +87,52 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
     int
         Number of files that failed.
     """
-    from speechbrain.utils.data_utils import batch_pad_right
-
     failures = 0
     window = model.hparams.max_audio_seconds * model.hparams.sample_rate
     for start in range(0, len(files), batch_size):
-        group, signals = [], []
+        short = []
         for path in files[start : start + batch_size]:
             try:
                 signal = model.load_audio(path)
-            except (OSError, ValueError, RuntimeError) as error:
+                if len(signal) > window:
+                    emit(model.classify_signal(signal, mode, name=path), out)
+                else:
+                    short.append((path, signal))
+            except Exception as error:  # any failure is this file's line
                 failures += 1
-                print(
-                    json.dumps({"file": path, "error": str(error)}),
-                    file=out,
-                    flush=True,
-                )
-                continue
-            if len(signal) > window:  # cut into windows by classify_file
-                result = model.classify_file(path, mode=mode)
-                print(json.dumps(result), file=out, flush=True)
-                continue
-            group.append(path)
-            signals.append(signal)
-        if not group:
-            continue
-        batch, relative = batch_pad_right(signals)
-        results = model.classify_batch(batch, relative, mode)
-        for path, result in zip(group, results):
-            print(json.dumps({"file": path, **result}), file=out, flush=True)
+                emit({"file": path, "error": str(error)}, out)
+        failures += classify_short_files(model, short, mode, out)
     return failures
+
+
+def classify_short_files(model, items, mode, out):
+    """One batch of (path, signal) items; one by one if the batch fails."""
+    from speechbrain.utils.data_utils import batch_pad_right
+
+    if not items:
+        return 0
+    try:
+        batch, relative = batch_pad_right([signal for _, signal in items])
+        results = model.classify_batch(batch, relative, mode)
+        lines = [
+            json.dumps({"file": path, **result}, allow_nan=False)
+            for (path, _), result in zip(items, results)
+        ]
+    except Exception:
+        if len(items) == 1:
+            path, signal = items[0]
+            try:
+                emit(model.classify_signal(signal, mode, name=path), out)
+                return 0
+            except Exception as error:  # named per file
+                emit({"file": path, "error": str(error)}, out)
+                return 1
+        return sum(
+            classify_short_files(model, [item], mode, out) for item in items
+        )
+    for line in lines:
+        print(line, file=out, flush=True)
+    return 0
 
 
 def main(argv=None):
@@ -118,7 +146,8 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0, or 1 if any file failed.
+        Exit status: 0, 1 if any file failed (or the output pipe was
+        closed), 2 for a usage error or a refused model folder.
     """
     parser = argparse.ArgumentParser(
         prog="emosllm-infer",
@@ -169,7 +198,15 @@ def main(argv=None):
     model = EmotionLLM.from_hparams(
         source=args.model, savedir=savedir, run_opts={"device": args.device}
     )
-    failures = infer(model, list_audio(args.paths), args.mode, args.batch_size)
+    try:
+        failures = infer(
+            model, list_audio(args.paths), args.mode, args.batch_size
+        )
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly. Python would
+        # otherwise complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 1 if failures else 0
 
 

@@ -9,7 +9,6 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
-import math
 import os
 
 import torch
@@ -19,6 +18,10 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.decoding import ALL_MODES, EmotionDecoder
 from speechbrain_emosllm.prompts import PromptBuilder
+
+# Shortest audio the model classifies (encoders' convolutions need a few
+# hundred samples; less than this carries no emotion anyway).
+MIN_AUDIO_SECONDS = 0.1
 
 
 class EmotionLLM(Pretrained):
@@ -115,7 +118,9 @@ class EmotionLLM(Pretrained):
         torch.Tensor
         """
         del savedir
-        return read_audio_file(str(path), self.hparams.sample_rate)
+        signal = read_audio_file(str(path), self.hparams.sample_rate)
+        check_signal(signal, self.hparams.sample_rate, path)
+        return signal
 
     @torch.no_grad()
     def encode_batch(self, wavs, wav_lens=None):
@@ -214,35 +219,51 @@ class EmotionLLM(Pretrained):
             ``mode`` and ``windows`` (1 unless the file was cut).
         """
         self._check_mode(mode, None if transcript is None else [transcript])
-        signal = self.load_audio(path)
-        window = int(self.hparams.max_audio_seconds * self.hparams.sample_rate)
-        count = max(1, math.ceil(len(signal) / window))
-        chunks = [signal[i * window : (i + 1) * window] for i in range(count)]
-        batch, relative = batch_pad_right(chunks)
-        results = self.classify_batch(
-            batch,
-            relative,
-            mode,
-            None if transcript is None else [transcript] * count,
+        return self.classify_signal(
+            self.load_audio(path), mode, transcript, name=str(path)
         )
-        merged = {
-            "file": str(path),
-            "mode": mode,
-            "windows": count,
-            "label": None,
-            "probabilities": None,
-            "transcript": None,
-        }
-        if results[0]["probabilities"] is not None:
-            probabilities = {
-                label: sum(r["probabilities"][label] for r in results) / count
-                for label in self.labels
-            }
-            merged["probabilities"] = probabilities
-            merged["label"] = max(probabilities, key=probabilities.get)
-        if results[0]["transcript"] is not None:
-            merged["transcript"] = " ".join(r["transcript"] for r in results)
-        return merged
+
+    def classify_signal(
+        self, signal, mode="joint_generated", transcript=None, name=None
+    ):
+        """Emotion (and transcript) of one waveform of any length.
+
+        Longer than ``max_audio_seconds``, it is cut into windows that run
+        ``window_batch_size`` at a time (memory stays flat in the length);
+        label probabilities are averaged weighted by each window's
+        duration and transcripts are joined.
+
+        Arguments
+        ---------
+        signal : torch.Tensor
+            (samples,) at the model's sampling rate.
+        mode : str
+            Inference mode.
+        transcript : str, optional
+            Reference for ``prompt_hint`` / ``joint_oracle``.
+        name : str, optional
+            What ``file`` says in the result (and errors name).
+
+        Returns
+        -------
+        dict
+        """
+        check_signal(signal, self.hparams.sample_rate, name or "signal")
+        window = int(self.hparams.max_audio_seconds * self.hparams.sample_rate)
+        chunks = split_windows(signal, window, self.hparams.sample_rate)
+        results = []
+        step = getattr(self.hparams, "window_batch_size", 4)
+        for start in range(0, len(chunks), step):
+            group = chunks[start : start + step]
+            batch, relative = batch_pad_right(group)
+            results += self.classify_batch(
+                batch,
+                relative,
+                mode,
+                None if transcript is None else [transcript] * len(group),
+            )
+        weights = [len(chunk) / len(signal) for chunk in chunks]
+        return merge_windows(results, weights, self.labels, mode, name)
 
     def transcribe_file(self, path):
         """Transcript of one audio file (``asr`` mode).
@@ -257,3 +278,114 @@ class EmotionLLM(Pretrained):
         str
         """
         return self.classify_file(path, mode="asr")["transcript"]
+
+
+def check_signal(signal, sample_rate, name):
+    """Refuses audio too short to encode or holding NaN / infinity.
+
+    Arguments
+    ---------
+    signal : torch.Tensor
+        (samples,) waveform.
+    sample_rate : int
+        Its rate.
+    name : str
+        The file (or what to call it) in the error.
+
+    Example
+    -------
+    >>> check_signal(torch.zeros(16000), 16000, "a.wav")
+    >>> try:
+    ...     check_signal(torch.zeros(10), 16000, "b.wav")
+    ... except ValueError as error:
+    ...     print(error)
+    b.wav: 10 samples (0.001 s) is too short to classify (at least 0.1 s).
+    """
+    if len(signal) < MIN_AUDIO_SECONDS * sample_rate:
+        raise ValueError(
+            f"{name}: {len(signal)} samples ({len(signal) / sample_rate:.3f}"
+            f" s) is too short to classify (at least {MIN_AUDIO_SECONDS} s)."
+        )
+    if not torch.isfinite(signal).all():
+        raise ValueError(f"{name}: the audio holds NaN or infinite samples.")
+
+
+def split_windows(signal, window, sample_rate):
+    """Windows of at most ``window`` samples; a too-short tail joins the last.
+
+    Arguments
+    ---------
+    signal : torch.Tensor
+        (samples,) waveform.
+    window : int
+        Longest window, in samples.
+    sample_rate : int
+        Its rate (a tail under ``MIN_AUDIO_SECONDS`` is merged).
+
+    Returns
+    -------
+    list of torch.Tensor
+
+    Example
+    -------
+    >>> [len(w) for w in split_windows(torch.zeros(2500), 1000, 1000)]
+    [1000, 1000, 500]
+    >>> [len(w) for w in split_windows(torch.zeros(2050), 1000, 1000)]
+    [1000, 1050]
+    """
+    starts = list(range(0, len(signal), window))
+    if len(starts) > 1 and len(signal) - starts[-1] < (
+        MIN_AUDIO_SECONDS * sample_rate
+    ):
+        starts.pop()
+    ends = starts[1:] + [len(signal)]
+    return [signal[a:b] for a, b in zip(starts, ends)]
+
+
+def merge_windows(results, weights, labels, mode, name):
+    """One result from per-window results, weighting by window duration.
+
+    Arguments
+    ---------
+    results : list of dict
+        ``classify_batch`` results, one per window.
+    weights : list of float
+        Share of the file in each window.
+    labels : list of str
+        Class names.
+    mode : str
+        Inference mode.
+    name : str or None
+        The file.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> r = [{"probabilities": {"A": 1.0, "B": 0.0}, "transcript": None},
+    ...      {"probabilities": {"A": 0.0, "B": 1.0}, "transcript": None}]
+    >>> merge_windows(r, [0.9, 0.1], ["A", "B"], "ser_only", "f")["label"]
+    'A'
+    """
+    merged = {
+        "file": name,
+        "mode": mode,
+        "windows": len(results),
+        "label": None,
+        "probabilities": None,
+        "transcript": None,
+    }
+    if results[0]["probabilities"] is not None:
+        probabilities = {
+            label: sum(
+                w * r["probabilities"][label] for r, w in zip(results, weights)
+            )
+            for label in labels
+        }
+        merged["probabilities"] = probabilities
+        merged["label"] = max(probabilities, key=probabilities.get)
+    if results[0]["transcript"] is not None:
+        merged["transcript"] = " ".join(r["transcript"] for r in results)
+    return merged

@@ -227,3 +227,82 @@ def test_cli_refuses_a_model_folder_that_runs_other_code(exported, tmp_path):
     assert "--trust-model" in result.stderr
     assert not marker.exists()
     assert result.stdout == ""
+
+
+def test_long_audio_runs_in_bounded_batches_weighted_by_duration(
+    model, monkeypatch
+):
+    rate = model.hparams.sample_rate
+    seen = []
+    original = model.classify_batch
+
+    def recording(batch, *args, **kwargs):
+        seen.append(batch.shape[0])
+        return original(batch, *args, **kwargs)
+
+    monkeypatch.setattr(model, "classify_batch", recording)
+    monkeypatch.setattr(model.hparams, "max_audio_seconds", 0.5, raising=False)
+    monkeypatch.setattr(model.hparams, "window_batch_size", 2, raising=False)
+    signal = 0.1 * torch.randn(int(4.77 * rate))  # 9 windows + a 0.27 s tail
+    result = model.classify_signal(signal, "ser_only", name="long")
+    assert result["windows"] == 10
+    assert seen == [2, 2, 2, 2, 2]  # never more than window_batch_size
+    # A tail under 0.1 s joins the window before it instead of counting
+    # as a window of its own.
+    tail = model.classify_signal(signal[: int(1.05 * rate)], "ser_only")
+    assert tail["windows"] == 2
+    assert sum(tail["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_cli_names_short_and_non_finite_audio_and_writes_strict_json(
+    model, tiny_corpus, tmp_path
+):
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    good = next(iter(manifest.values()))["wav"]
+    one = str(tmp_path / "one_sample.wav")
+    soundfile.write(one, np.zeros(1, dtype="float32"), 16000)
+    nan = str(tmp_path / "nan.wav")
+    samples = np.zeros(16000, dtype="float32")
+    samples[100] = np.nan
+    soundfile.write(nan, samples, 16000, subtype="FLOAT")
+    lines = io.StringIO()
+    assert infer(model, [one, good, nan], "ser_only", 8, lines) == 2
+    records = {
+        r["file"]: r
+        for r in (json.loads(line) for line in lines.getvalue().splitlines())
+    }
+    assert "too short to classify" in records[one]["error"]
+    assert "NaN or infinite" in records[nan]["error"]
+    assert records[good]["label"] in model.labels
+    assert "NaN" not in lines.getvalue().replace("NaN or", "")
+
+
+def test_cli_ends_quietly_on_a_closed_pipe(exported, tiny_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    folder = os.path.dirname(next(iter(manifest.values()))["wav"])
+    command = [
+        sys.executable,
+        "-m",
+        "speechbrain_emosllm.cli",
+        "--model",
+        exported,
+        "--mode",
+        "ser_only",
+        "--batch-size",
+        "1",
+        "--savedir",
+        str(tmp_path / "sd"),
+        folder,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=300)
+    assert "Traceback" not in stderr
+    assert process.returncode in (0, 1)
