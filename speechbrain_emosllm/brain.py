@@ -239,6 +239,9 @@ class EmoSLLM(sb.Brain):
                 "speech_llm": self.modules.speech_llm,
             },
         )
+        # The predecessor may have seen another corpus (the RAVDESS phase
+        # starts from eSpeak): standardise with this phase's clips.
+        self.modules.qpmapper.reset_statistics()
         logger.info(
             "Phase %s starts from %s (%s).",
             self.hparams.phase,

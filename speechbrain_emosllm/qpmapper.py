@@ -159,6 +159,25 @@ class QPMapper(nn.Module):
             return None
         return self.log_output_gain.exp().item()
 
+    def reset_statistics(self):
+        """Forgets the utterance summary's statistics (a new corpus).
+
+        Training standardises with batch statistics, so the learned weights
+        do not depend on them; evaluation uses their running average, which
+        must come from the clips of the phase that runs now.
+
+        Example
+        -------
+        >>> mapper = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2,
+        ...                   num_layers=1, utterance_summary=True)
+        >>> _ = mapper(torch.randn(3, 5, 4) + 7)
+        >>> mapper.reset_statistics()
+        >>> mapper.summary_norm.running_mean.abs().max().item()
+        0.0
+        """
+        if self.summary_norm is not None:
+            self.summary_norm.reset_running_stats()
+
     @torch.no_grad()
     def match_scale(self, embeddings):
         """Sets the output gain to the RMS of an LLM's token embeddings.
