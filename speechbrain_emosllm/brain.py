@@ -241,7 +241,8 @@ class EmoSLLM(sb.Brain):
         )
         # The predecessor may have seen another corpus (the RAVDESS phase
         # starts from eSpeak): standardise with this phase's clips.
-        self.modules.qpmapper.reset_statistics()
+        mapper = self.modules.qpmapper
+        getattr(mapper, "module", mapper).reset_statistics()  # DDP or not
         logger.info(
             "Phase %s starts from %s (%s).",
             self.hparams.phase,
