@@ -50,7 +50,11 @@ def read_split(experiment, cache, split, labels):
     path = os.path.join(experiment, "manifests", f"{split}.json")
     manifest = json.load(open(path))
     return [
-        (utt, load_cached_features(cache, utt), manifest[utt]["emo"])
+        (
+            utt,
+            load_cached_features(cache, utt, manifest[utt]["wav"]),
+            manifest[utt]["emo"],
+        )
         for utt in manifest
         if manifest[utt]["emo"] in labels
     ]

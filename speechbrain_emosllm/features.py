@@ -13,9 +13,13 @@ Authors
 import hashlib
 import json
 import os
+import re
 
 import torch
+from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
+
+logger = get_logger(__name__)
 
 
 def _local_weights_fingerprint(source):
@@ -77,21 +81,71 @@ def feature_cache_key(encoder, encoder_source, sample_rate, dtype="float16"):
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def cached_feature_path(folder, utt_id):
-    """File holding one utterance's frames.
+def cached_feature_path(folder, utt_id, wav):
+    """File holding one utterance's frames, keyed on what they depend on.
+
+    The name keeps a readable form of the id and adds a hash of the id and
+    of the audio file's path, size and modification time: a changed audio
+    file gets new frames, and ids that read the same once escaped
+    (``spk1/utt1``, ``spk1_utt1``) never share a file.
 
     Arguments
     ---------
     folder : str
-        Cache folder (already keyed).
+        Cache folder (already keyed on the encoder).
     utt_id : str
         Utterance id.
+    wav : str
+        Its audio file.
 
     Returns
     -------
     str
+
+    Example
+    -------
+    >>> a = cached_feature_path("c", "spk1/utt1", "no/such.wav")
+    >>> b = cached_feature_path("c", "spk1_utt1", "no/such.wav")
+    >>> os.path.basename(a)[:10], a == b
+    ('spk1_utt1-', False)
     """
-    return os.path.join(folder, utt_id.replace(os.sep, "_") + ".pt")
+    try:
+        stat = os.stat(wav)
+        state = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        state = None
+    identity = json.dumps([utt_id, os.path.abspath(wav), state])
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:16]
+    readable = re.sub(r"[^\w.-]", "_", utt_id)[:80]
+    return os.path.join(folder, f"{readable}-{digest}.pt")
+
+
+def readable_cache_file(path):
+    """Whether a cache file is complete (ends with a zip directory record).
+
+    ``torch.save`` writes a zip archive, whose last 22 bytes start with the
+    end-of-central-directory signature; a truncated file lacks it.
+
+    Arguments
+    ---------
+    path : str
+        Cache file.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> readable_cache_file("no/such/file.pt")
+    False
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(-22, os.SEEK_END)
+            return f.read(4) == b"PK\x05\x06"
+    except OSError:
+        return False
 
 
 @torch.no_grad()
@@ -121,12 +175,15 @@ def cache_encoder_outputs(
         Number of utterances encoded (0 when all were cached).
     """
     os.makedirs(folder, exist_ok=True)
-    with dataset.output_keys_as(["id"]):
-        todo = [
-            i
-            for i, item in enumerate(dataset)
-            if not os.path.isfile(cached_feature_path(folder, item["id"]))
-        ]
+    todo = []
+    with dataset.output_keys_as(["id", "wav"]):
+        for i, item in enumerate(dataset):
+            path = cached_feature_path(folder, item["id"], item["wav"])
+            if os.path.isfile(path) and not readable_cache_file(path):
+                logger.warning("Re-encoding %s: unreadable cache file", path)
+            elif os.path.isfile(path):
+                continue
+            todo.append(i)
     if not todo:
         return 0
     # Iterating a DataLoader draws from torch's global generator: fork it so
@@ -144,13 +201,15 @@ def _encode_into(encoder, dataset, todo, folder, batch_size, device, dtype):
         subset, batch_size=batch_size, collate_fn=PaddedBatch
     )
     encoder.eval()
-    with dataset.output_keys_as(["id", "sig"]):
+    with dataset.output_keys_as(["id", "wav", "sig"]):
         for batch in tqdm(loader, desc=f"caching features ({len(todo)})"):
             wavs, wav_lens = batch.sig
             frames = encoder(wavs.to(device), wav_lens.to(device))
             lengths = torch.round(wav_lens * frames.shape[1]).long()
-            for utt_id, row, length in zip(batch.id, frames, lengths):
-                path = cached_feature_path(folder, utt_id)
+            for utt_id, wav, row, length in zip(
+                batch.id, batch.wav, frames, lengths
+            ):
+                path = cached_feature_path(folder, utt_id, wav)
                 torch.save(
                     row[: max(int(length), 1)]
                     .to(getattr(torch, dtype))
@@ -161,7 +220,7 @@ def _encode_into(encoder, dataset, todo, folder, batch_size, device, dtype):
                 os.replace(path + ".tmp", path)  # never a half-written file
 
 
-def load_cached_features(folder, utt_id):
+def load_cached_features(folder, utt_id, wav):
     """Frames of one utterance as float32, with a clear error if absent.
 
     Arguments
@@ -170,16 +229,24 @@ def load_cached_features(folder, utt_id):
         Keyed cache folder.
     utt_id : str
         Utterance id.
+    wav : str
+        Its audio file.
 
     Returns
     -------
     torch.Tensor
         (frames, width).
     """
-    path = cached_feature_path(folder, utt_id)
+    path = cached_feature_path(folder, utt_id, wav)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No cached features for {utt_id} ({path}); delete the cache "
             "folder or set feature_cache: False."
         )
-    return torch.load(path).float()
+    try:
+        return torch.load(path).float()
+    except Exception as error:  # torch raises several error types
+        raise RuntimeError(
+            f"Cached features of {utt_id} are unreadable ({path}: {error}); "
+            "run again: the cache check re-encodes such files."
+        ) from error

@@ -19,7 +19,7 @@ from speechbrain_emosllm.features import load_cached_features
 from speechbrain_emosllm.metrics import EmotionMetrics
 
 
-def pooled_frames(folder, utt_ids):
+def pooled_frames(folder, clips):
     """Mean over time of each utterance's cached frames, layer by layer.
 
     Every layer is layer-normalised (no affine) frame by frame first, as in
@@ -29,8 +29,8 @@ def pooled_frames(folder, utt_ids):
     ---------
     folder : str
         Keyed feature-cache folder.
-    utt_ids : list of str
-        Utterances to read.
+    clips : list of (str, str)
+        Utterance ids and audio files to read.
 
     Returns
     -------
@@ -38,8 +38,8 @@ def pooled_frames(folder, utt_ids):
         (utterances, layers, width); one layer for last-layer caches.
     """
     pooled = []
-    for utt_id in utt_ids:
-        frames = load_cached_features(folder, utt_id)
+    for utt_id, wav in clips:
+        frames = load_cached_features(folder, utt_id, wav)
         if frames.dim() == 2:  # (time, width): the last layer only
             frames = frames[:, None]
         pooled.append(F.layer_norm(frames, frames.shape[-1:]).mean(0))
@@ -275,11 +275,13 @@ def run_linear_probe(argv, prepare_data, class_names):
 
     splits = {}
     for name, data in (("train", train), ("valid", valid), ("test", test)):
-        with data.output_keys_as(["id", "emo_index"]):
+        with data.output_keys_as(["id", "wav", "emo_index"]):
             items = list(data)
         ids = [item["id"] for item in items]
         y = torch.tensor([item["emo_index"] for item in items])
-        splits[name] = (pooled_frames(hparams["feature_folder"], ids), y, ids)
+        clips = [(item["id"], item["wav"]) for item in items]
+        x = pooled_frames(hparams["feature_folder"], clips)
+        splits[name] = (x, y, ids)
     results = {
         "linear_probe": select_and_test(splits, labels, False, PENALTIES)
     }

@@ -83,10 +83,10 @@ def dataio_prepare(hparams, builder):
 
         return pipeline
 
-    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.takes("id", "wav")
     @sb.utils.data_pipeline.provides("feats")
-    def feature_pipeline(utt_id):
-        return load_cached_features(hparams["feature_folder"], utt_id)
+    def feature_pipeline(utt_id, wav):
+        return load_cached_features(hparams["feature_folder"], utt_id, wav)
 
     audio_key = "feats" if hparams["feature_cache"] else "sig"
     keys = [
