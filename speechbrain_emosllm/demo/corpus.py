@@ -13,10 +13,14 @@ Authors
 """
 
 import json
+import multiprocessing
 import os
 import random
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
+from speechbrain_emosllm.manifests import file_digest
 
 LABELS = ["Neutral", "Happy", "Sad", "Angry"]
 NOUNS = ["cat", "dog", "car", "book", "house", "ball", "tree", "box"]
@@ -135,9 +139,10 @@ def synthesize_corpus(
     emotion_word_share : float
         Share of sentences with emotion words.
     seed : int
-        Seed: texts, labels, speakers and prosody are a deterministic
-        function of the options (eSpeak NG's waveforms themselves vary by a
-        few samples from call to call).
+        Seed: texts, labels, speakers, prosody and the waveforms (eSpeak
+        NG's own noise generator is seeded per clip) are a deterministic
+        function of the options; ``corpus_options.json`` also records each
+        file's SHA-256.
     sample_rate : int
         Sampling rate of the written files.
 
@@ -146,12 +151,6 @@ def synthesize_corpus(
     dict
         Split -> manifest.
     """
-    import soundfile
-    import torch
-    import torchaudio
-
-    from speechbrain_emosllm.demo.espeak import ESpeak
-
     options = dict(
         n_train=n_train,
         n_valid=n_valid,
@@ -159,6 +158,7 @@ def synthesize_corpus(
         emotion_word_share=emotion_word_share,
         seed=seed,
         sample_rate=sample_rate,
+        version=2,  # 1: eSpeak NG's noise was seeded from the clock
     )
     options_path = os.path.join(folder, "corpus_options.json")
     splits = {
@@ -168,17 +168,54 @@ def synthesize_corpus(
     }
     if os.path.isfile(options_path):
         with open(options_path, encoding="utf-8") as f:
-            if json.load(f) == options:
+            if json.load(f).get("options") == options:
                 return {
                     s: json.load(open(os.path.join(folder, f"{s}.json")))
                     for s in splits
                 }
+    # eSpeak NG keeps state from clip to clip that seeding does not reset:
+    # a fresh process per corpus makes the same options give the same bytes.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        manifests, checksums = pool.submit(
+            synthesize_splits, folder, splits, options
+        ).result()
+    with open(options_path, "w", encoding="utf-8") as f:
+        json.dump({"options": options, "sha256": checksums}, f, indent=1)
+    return manifests
+
+
+def synthesize_splits(folder, splits, options):
+    """Synthesises every clip in this process; manifests and checksums.
+
+    Arguments
+    ---------
+    folder : str
+        Output folder.
+    splits : dict
+        Split -> (number of clips, voices).
+    options : dict
+        ``synthesize_corpus``'s options.
+
+    Returns
+    -------
+    (dict, dict)
+        Split -> manifest, and utterance id -> SHA-256 of its file.
+    """
+    import soundfile
+    import torch
+    import torchaudio
+
+    from speechbrain_emosllm.demo.espeak import ESpeak
+
+    seed, sample_rate = options["seed"], options["sample_rate"]
+    emotion_word_share = options["emotion_word_share"]
     speaker = ESpeak()
     audio_folder = os.path.join(folder, "audio")
     os.makedirs(audio_folder, exist_ok=True)
     rng = random.Random(seed)
-    manifests = {}
-    for split, (count, voices) in splits.items():
+    manifests, checksums = {}, {}
+    for split_index, (split, (count, voices)) in enumerate(splits.items()):
         manifest = {}
         for index in range(count):
             label = LABELS[index % len(LABELS)]
@@ -186,7 +223,10 @@ def synthesize_corpus(
             with_words = rng.random() < emotion_word_share
             text = make_sentence(label, with_words, rng)
             audio = speaker.synthesize(
-                text, voice=voice, **jittered_prosody(label, rng)
+                text,
+                voice=voice,
+                seed=seed * 100_003 + split_index * 10_007 + index,
+                **jittered_prosody(label, rng),
             )
             audio = torchaudio.functional.resample(
                 torch.from_numpy(audio), speaker.sample_rate, sample_rate
@@ -198,6 +238,7 @@ def synthesize_corpus(
             utt_id = f"{split}_{index:04d}"
             path = os.path.join(audio_folder, f"{utt_id}.wav")
             soundfile.write(path, audio, sample_rate)
+            checksums[utt_id] = file_digest(path)
             manifest[utt_id] = {
                 "wav": path,
                 "duration": round(len(audio) / sample_rate, 3),
@@ -211,6 +252,4 @@ def synthesize_corpus(
             os.path.join(folder, f"{split}.json"), "w", encoding="utf-8"
         ) as f:
             json.dump(manifest, f, indent=1)
-    with open(options_path, "w", encoding="utf-8") as f:
-        json.dump(options, f)
-    return manifests
+    return manifests, checksums

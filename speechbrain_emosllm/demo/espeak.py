@@ -28,6 +28,8 @@ class ESpeak:
     >>> audio = speaker.synthesize("hello", voice="en-us+m3")
     >>> speaker.sample_rate, audio.dtype, len(audio) > 1000
     (22050, dtype('float32'), True)
+    >>> len(speaker.synthesize("hello", voice="en-us+f2", seed=3)) > 1000
+    True
     """
 
     _library = None
@@ -63,6 +65,7 @@ class ESpeak:
         pitch=50,
         pitch_range=50,
         volume=100,
+        seed=None,
     ):
         """Synthesises ``text``; returns float32 samples in [-1, 1].
 
@@ -80,6 +83,12 @@ class ESpeak:
             Pitch range (intonation), 0-100.
         volume : int
             Amplitude, 0-200.
+        seed : int, optional
+            Seed of eSpeak NG's own random generator (the breath noise of
+            the female variants draws from it, seeded from the clock
+            otherwise). Seeded, the same sequence of calls in a fresh
+            process gives the same samples (the library keeps other state
+            from call to call: see ``corpus.synthesize_corpus``).
 
         Returns
         -------
@@ -95,6 +104,8 @@ class ESpeak:
             (RANGE, pitch_range),
         ):
             self.library.espeak_SetParameter(parameter, int(value), 0)
+        if seed is not None:
+            self.library.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         self._chunks = []
         encoded = text.encode()
         self.library.espeak_Synth(
