@@ -64,8 +64,9 @@ def ravdess_overrides(common, phase, args, output):
     >>> from argparse import Namespace
     >>> args = Namespace(ravdess_folder="/r", valid_actors="13,14",
     ...                  test_actors="15-18", label_set="ravdess8")
-    >>> ravdess_overrides({"lr": 1}, {"lr": 0.1}, args, "/o")[-1]
-    '--lr=0.1'
+    >>> out = ravdess_overrides({"lr": 1}, {"lr": 0.1}, args, "/o")
+    >>> "--lr=0.1" in out, "--lr=1" in out
+    (True, False)
     """
     options = dict(common)
     options.update(
