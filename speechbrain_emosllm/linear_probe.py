@@ -11,12 +11,23 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
+import json
+import os
+
 import torch
 import torch.nn.functional as F
+from speechbrain.utils.distributed import run_on_main
 from torch import nn
 
 from speechbrain_emosllm.features import load_cached_features
 from speechbrain_emosllm.metrics import EmotionMetrics
+from speechbrain_emosllm.prompts import PromptBuilder
+from speechbrain_emosllm.recipe import (
+    cache_features,
+    dataio_prepare,
+    feature_folder,
+    load_phase,
+)
 
 
 def pooled_frames(folder, clips):
@@ -238,19 +249,6 @@ def run_linear_probe(argv, prepare_data, class_names):
     dict
         Probe name -> test accuracy, macro-F1 and selection details.
     """
-    import json
-    import os
-
-    from speechbrain.utils.distributed import run_on_main
-
-    from speechbrain_emosllm.prompts import PromptBuilder
-    from speechbrain_emosllm.recipe import (
-        cache_features,
-        dataio_prepare,
-        feature_folder,
-        load_phase,
-    )
-
     hparams, run_opts = load_phase(
         argv,
         defaults={"layer_weighting": True},

@@ -325,8 +325,8 @@ def prepare_ravdess(
     """
     if not os.path.isdir(data_folder):
         raise FileNotFoundError(f"data_folder not found: {data_folder}")
-    mapping = LABEL_SETS.get(label_set)
     label_names(label_set)  # a clear error for an unknown set
+    mapping = LABEL_SETS[label_set]
     valid_actors, test_actors = (
         parse_actors(valid_actors),
         parse_actors(test_actors),
