@@ -24,6 +24,7 @@ from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
 from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.hparams import preset_path
 from speechbrain_emosllm.labels import emotion_labels
+from speechbrain_emosllm.modes import EMOTION_MODES
 
 TRANSCRIPT = "so i told him that we would meet again next week at the office"
 
@@ -99,7 +100,7 @@ def main():
     mapper_s = timed(lambda: mapper(frames), args.repeats)
     print(f"QPMapper (5 s clip): {1000 * mapper_s:.1f} ms")
     print(f"\n{'mode':<18}{'ms / utterance':>16}")
-    for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):
+    for mode in EMOTION_MODES:
         seconds = timed(
             lambda m=mode: decoder.decode(audio, m, [TRANSCRIPT]), args.repeats
         )

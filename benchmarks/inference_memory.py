@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peak memory of ``classify_file`` as the audio gets longer.
+"""Peak memory of ``predict_file`` as the audio gets longer.
 
 Long files are cut into windows that run a few at a time, so the peak
 should stay flat in the file's length. Each length runs in a fresh process
@@ -32,7 +32,7 @@ def measure(model, path, mode):
         source=model, savedir=tempfile.mkdtemp(prefix="emosllm-")
     )
     loaded = time.time()
-    result = emotion.classify_file(path, mode=mode)
+    result = emotion.predict_file(path, mode=mode)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(
         json.dumps(

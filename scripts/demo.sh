@@ -4,6 +4,6 @@
 # Extra arguments go to the demo: --quick, --output DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh demo
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m speechbrain_emosllm.demo "$@"

@@ -23,8 +23,8 @@ from speechbrain_emosllm.checkpoints import (
     find_best_checkpoint,
     transfer_parameters,
 )
-from speechbrain_emosllm.decoding import TRANSCRIBING_MODES
 from speechbrain_emosllm.metrics import EmotionMetrics
+from speechbrain_emosllm.modes import TRANSCRIBING_MODES
 from speechbrain_emosllm.speech_llm import relative_to_absolute
 
 logger = get_logger(__name__)

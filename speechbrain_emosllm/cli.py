@@ -20,6 +20,8 @@ import os
 import sys
 import tempfile
 
+from speechbrain_emosllm.modes import AUDIO_ONLY_MODES
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 
 
@@ -64,7 +66,7 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
 
     Each file is decoded once. Files no longer than the model's window are
     classified ``batch_size`` at a time; longer ones go through
-    ``classify_signal`` (bounded batches of windows). Any failure of a file
+    ``predict_signal`` (bounded batches of windows). Any failure of a file
     (unreadable, too short, non-finite, a model error) becomes an
     ``{"file", "error"}`` line; if a batch fails, its files are retried one
     by one so that the line names the file at fault.
@@ -95,7 +97,7 @@ def infer(model, files, mode, batch_size, out=sys.stdout):
             try:
                 signal = model.load_audio(path)
                 if len(signal) > window:
-                    emit(model.classify_signal(signal, mode, name=path), out)
+                    emit(model.predict_signal(signal, mode, name=path), out)
                 else:
                     short.append((path, signal))
             except Exception as error:  # any failure is this file's line
@@ -113,7 +115,7 @@ def classify_short_files(model, items, mode, out):
         return 0
     try:
         batch, relative = batch_pad_right([signal for _, signal in items])
-        results = model.classify_batch(batch, relative, mode)
+        results = model.predict_batch(batch, relative, mode)
         lines = [
             json.dumps({"file": path, **result}, allow_nan=False)
             for (path, _), result in zip(items, results)
@@ -122,7 +124,7 @@ def classify_short_files(model, items, mode, out):
         if len(items) == 1:
             path, signal = items[0]
             try:
-                emit(model.classify_signal(signal, mode, name=path), out)
+                emit(model.predict_signal(signal, mode, name=path), out)
                 return 0
             except Exception as error:  # named per file
                 emit({"file": path, "error": str(error)}, out)
@@ -162,7 +164,7 @@ def main(argv=None):
     parser.add_argument(
         "--mode",
         default="joint_generated",
-        choices=["joint_generated", "ser_only", "asr"],
+        choices=AUDIO_ONLY_MODES,
     )
     parser.add_argument(
         "--trust-model",

@@ -1,4 +1,4 @@
-"""Inference modes of EmoSLLM, shared by the recipe and the interface.
+"""Runs an inference mode (``speechbrain_emosllm.modes``) on a batch.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -6,10 +6,8 @@ Authors
 
 import torch
 
-from speechbrain_emosllm.prompts import INFERENCE_MODES, parse_answer
-
-TRANSCRIBING_MODES = ("asr", "joint_generated")
-ALL_MODES = tuple(INFERENCE_MODES) + ("asr",)
+from speechbrain_emosllm.modes import get_mode
+from speechbrain_emosllm.prompts import parse_answer
 
 
 class EmotionDecoder:
@@ -148,13 +146,10 @@ class EmotionDecoder:
             is ``asr``; ``transcripts`` for transcribing modes;
             ``free_form`` labels when answers were generated.
         """
-        if mode not in ALL_MODES:
-            raise ValueError(
-                f"Unknown mode '{mode}'; use one of {', '.join(ALL_MODES)}."
-            )
+        spec = get_mode(mode)
         batch = audio_embeddings.shape[0]
         builder, out = self.builder, {}
-        if mode in TRANSCRIBING_MODES:
+        if spec.transcribes:
             prefixes = [
                 builder.inference_prefix(mode, rng=rng) for _ in range(batch)
             ]
@@ -163,7 +158,7 @@ class EmotionDecoder:
                 for answer in self.generate(audio_embeddings, prefixes)
             ]
             out["transcripts"] = [text or "" for text, _ in parsed]
-            if mode == "asr":
+            if not spec.predicts_emotion:
                 return out
             out["free_form"] = [label for _, label in parsed]
             prefixes = [
@@ -171,7 +166,7 @@ class EmotionDecoder:
                 for text in out["transcripts"]
             ]
         else:
-            needs_reference = INFERENCE_MODES[mode][1:] != (False, False)
+            needs_reference = spec.needs_reference
             if needs_reference and transcripts is None:
                 raise ValueError(f"Mode '{mode}' needs reference transcripts.")
             references = transcripts if needs_reference else [None] * batch

@@ -41,7 +41,7 @@ hub_cache: !ref <model_folder>/hub_cache
 labels: {labels}
 n_queries: {n_queries}
 sample_rate: {sample_rate}
-# Longer files are cut into windows of this length (see classify_file).
+# Longer files are cut into windows of this length (see predict_file).
 max_audio_seconds: {max_audio_seconds}
 system_prompt: {system_prompt}
 chat_template_kwargs: {chat_template_kwargs}

@@ -2,7 +2,8 @@
 
     from speechbrain_emosllm.inference import EmotionLLM
     model = EmotionLLM.from_hparams(source="model_folder", savedir="tmp")
-    model.classify_file("speech.wav")
+    out_prob, score, index, text_lab = model.classify_file("speech.wav")
+    model.predict_file("speech.wav")
     # {'label': 'Happy', 'probabilities': {...}, 'transcript': '...', ...}
 
 Authors
@@ -16,7 +17,8 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_emosllm.audio import read_audio_file
-from speechbrain_emosllm.decoding import ALL_MODES, EmotionDecoder
+from speechbrain_emosllm.decoding import EmotionDecoder
+from speechbrain_emosllm.modes import get_mode
 from speechbrain_emosllm.prompts import PromptBuilder
 
 # Shortest audio the model classifies (encoders' convolutions need a few
@@ -35,12 +37,21 @@ class EmotionLLM(Pretrained):
     into windows of at most that length; the label probabilities of the
     windows are averaged and their transcripts joined.
 
+    ``classify_file`` / ``classify_batch`` answer as every SpeechBrain
+    classifier does, ``(out_prob, score, index, text_lab)``;
+    ``predict_file`` / ``predict_batch`` also give the transcript, the mode
+    and the probabilities by class name.
+
     Example
     -------
     >>> model = EmotionLLM.from_hparams(source="exported_model",
     ...                                 savedir="tmp")  # doctest: +SKIP
-    >>> model.classify_file("speech.wav")["label"]  # doctest: +SKIP
-    'Happy'
+    >>> out_prob, score, index, text_lab = model.classify_file(
+    ...     "speech.wav")  # doctest: +SKIP
+    >>> text_lab  # doctest: +SKIP
+    ['Happy']
+    >>> model.predict_file("speech.wav")["transcript"]  # doctest: +SKIP
+    'kids are talking by the door'
     """
 
     HPARAMS_NEEDED = [
@@ -145,18 +156,14 @@ class EmotionLLM(Pretrained):
         return self.mods.qpmapper(frames.float(), wav_lens)
 
     def _check_mode(self, mode, transcripts):
-        if mode not in ALL_MODES:
-            raise ValueError(
-                f"Unknown mode '{mode}'; use one of {', '.join(ALL_MODES)}."
-            )
-        if mode in ("prompt_hint", "joint_oracle") and transcripts is None:
+        if get_mode(mode).needs_reference and transcripts is None:
             raise ValueError(
                 f"Mode '{mode}' needs the reference transcript"
                 " (transcripts=...)."
             )
 
     @torch.no_grad()
-    def classify_batch(
+    def predict_batch(
         self, wavs, wav_lens=None, mode="joint_generated", transcripts=None
     ):
         """Emotion (and transcript) of each waveform of a batch.
@@ -200,7 +207,62 @@ class EmotionLLM(Pretrained):
             results.append(item)
         return results
 
+    def classify_batch(
+        self, wavs, wav_lens=None, mode="joint_generated", transcripts=None
+    ):
+        """Emotion of each waveform, in SpeechBrain's classifier convention.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            (batch, samples) at the model's sampling rate.
+        wav_lens : torch.Tensor, optional
+            Relative lengths.
+        mode : str
+            An emotion mode (``speechbrain_emosllm.modes.EMOTION_MODES``).
+        transcripts : list of str, optional
+            References for ``prompt_hint`` / ``joint_oracle``.
+
+        Returns
+        -------
+        out_prob : torch.Tensor
+            (batch, n_classes) log-probabilities of the classes, in the
+            order of ``self.labels``.
+        score : torch.Tensor
+            (batch,) the highest log-probability.
+        index : torch.Tensor
+            (batch,) its class index.
+        text_lab : list of str
+            Its class name.
+        """
+        return as_classifier_output(
+            self.predict_batch(wavs, wav_lens, mode, transcripts), self.labels
+        )
+
     def classify_file(self, path, mode="joint_generated", transcript=None):
+        """Emotion of one audio file, in SpeechBrain's classifier convention.
+
+        Long files are cut into windows as in ``predict_file``.
+
+        Arguments
+        ---------
+        path : str
+            Audio file: any sampling rate and channel count.
+        mode : str
+            An emotion mode.
+        transcript : str, optional
+            Reference for ``prompt_hint`` / ``joint_oracle``.
+
+        Returns
+        -------
+        (out_prob, score, index, text_lab)
+            As ``classify_batch``, for a batch of one.
+        """
+        return as_classifier_output(
+            [self.predict_file(path, mode, transcript)], self.labels
+        )
+
+    def predict_file(self, path, mode="joint_generated", transcript=None):
         """Emotion (and transcript) of one audio file.
 
         Arguments
@@ -219,11 +281,11 @@ class EmotionLLM(Pretrained):
             ``mode`` and ``windows`` (1 unless the file was cut).
         """
         self._check_mode(mode, None if transcript is None else [transcript])
-        return self.classify_signal(
+        return self.predict_signal(
             self.load_audio(path), mode, transcript, name=str(path)
         )
 
-    def classify_signal(
+    def predict_signal(
         self, signal, mode="joint_generated", transcript=None, name=None
     ):
         """Emotion (and transcript) of one waveform of any length.
@@ -256,7 +318,7 @@ class EmotionLLM(Pretrained):
         for start in range(0, len(chunks), step):
             group = chunks[start : start + step]
             batch, relative = batch_pad_right(group)
-            results += self.classify_batch(
+            results += self.predict_batch(
                 batch,
                 relative,
                 mode,
@@ -277,7 +339,40 @@ class EmotionLLM(Pretrained):
         -------
         str
         """
-        return self.classify_file(path, mode="asr")["transcript"]
+        return self.predict_file(path, mode="asr")["transcript"]
+
+
+def as_classifier_output(results, labels):
+    """``(out_prob, score, index, text_lab)`` from ``predict_*`` results.
+
+    Arguments
+    ---------
+    results : list of dict
+        Per item, ``probabilities`` by class name (None in ``asr``).
+    labels : list of str
+        Class names in output order.
+
+    Returns
+    -------
+    tuple
+        Log-probabilities (batch, n_classes), their maximum, its index and
+        its class name, as SpeechBrain's classifiers return them.
+
+    Example
+    -------
+    >>> out = as_classifier_output(
+    ...     [{"probabilities": {"Sad": 0.25, "Happy": 0.75}}], ["Sad", "Happy"])
+    >>> out[0].exp(), out[2], out[3]
+    (tensor([[0.2500, 0.7500]]), tensor([1]), ['Happy'])
+    """
+    if any(item["probabilities"] is None for item in results):
+        raise ValueError("classify_* needs an emotion mode (not asr).")
+    probabilities = torch.tensor(
+        [[item["probabilities"][label] for label in labels] for item in results]
+    )
+    out_prob = probabilities.clamp(min=1e-12).log()
+    score, index = out_prob.max(dim=-1)
+    return out_prob, score, index, [labels[i] for i in index.tolist()]
 
 
 def check_signal(signal, sample_rate, name):
@@ -348,7 +443,7 @@ def merge_windows(results, weights, labels, mode, name):
     Arguments
     ---------
     results : list of dict
-        ``classify_batch`` results, one per window.
+        ``predict_batch`` results, one per window.
     weights : list of float
         Share of the file in each window.
     labels : list of str

@@ -14,7 +14,7 @@ Authors
 import ruamel.yaml
 
 # The objects an exported folder builds (see ``speechbrain_emosllm.export``
-# and the encoder presets in ``hparams/encoders``).
+# and the encoder presets in ``speechbrain_emosllm/presets/encoders``).
 ALLOWED_OBJECTS = frozenset(
     {
         "speechbrain_emosllm.SpeechLLM",

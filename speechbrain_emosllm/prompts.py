@@ -13,6 +13,8 @@ Authors
 
 import re
 
+from speechbrain_emosllm.modes import get_mode
+
 AUDIO_CUE = "Here are some audio tokens:"
 ASR_TAG = "| ASR:"
 EMOTION_TAG = "| Emotion:"
@@ -96,16 +98,6 @@ JOINT_PROMPTS = [
 HINT_TEMPLATE = ' The transcript of the audio is: "{transcript}".'
 
 PROMPTS = {"asr": ASR_PROMPTS, "ser": SER_PROMPTS, "joint": JOINT_PROMPTS}
-
-# Inference modes: (task whose prompt is used, whether the reference
-# transcript goes in the user prompt, whether it goes in the assistant
-# prefix).
-INFERENCE_MODES = {
-    "ser_only": ("ser", False, False),
-    "prompt_hint": ("ser", True, False),
-    "joint_oracle": ("joint", False, True),
-    "joint_generated": ("joint", False, False),
-}
 
 
 def format_answer(task, transcript=None, emotion=None):
@@ -383,7 +375,7 @@ class PromptBuilder:
         Arguments
         ---------
         mode : str
-            One of ``INFERENCE_MODES`` or ``"asr"``.
+            A name in ``speechbrain_emosllm.modes.MODES``.
         transcript : str, optional
             The transcript for ``prompt_hint`` and ``joint_oracle`` (the
             reference), or ``joint_generated`` (the model's own).
@@ -396,26 +388,21 @@ class PromptBuilder:
             ``input_ids``, ``audio_start`` and ``answer_start`` (where the
             assistant's answer, including any prefix, begins).
         """
-        if mode == "asr":
-            task, hint, in_prefix = "asr", False, False
-        elif mode in INFERENCE_MODES:
-            task, hint, in_prefix = INFERENCE_MODES[mode]
-        else:
-            raise ValueError(
-                f"Unknown inference mode '{mode}'; use one of "
-                f"{', '.join(INFERENCE_MODES)} or asr."
-            )
-        if (hint or in_prefix) and transcript is None:
+        spec = get_mode(mode)
+        if spec.needs_reference and transcript is None:
             raise ValueError(f"Mode '{mode}' needs a transcript.")
-        user = self.user_prompt(task, rng, transcript if hint else None)
+        user = self.user_prompt(
+            spec.task, rng, transcript if spec.hint else None
+        )
         ids, audio_start = self._prompt_ids(user)
         answer_start = len(ids)
-        if (
-            task == "ser"
-            or in_prefix
-            or (mode == "joint_generated" and transcript is not None)
+        # The answer is opened up to the label when everything before it
+        # is known: always for SER, with a transcript for joint answers
+        # (the reference, or the model's own once generated).
+        if spec.task == "ser" or (
+            spec.task == "joint" and transcript is not None
         ):
-            pieces = format_answer(task, transcript, "X")[:-1]
+            pieces = format_answer(spec.task, transcript, "X")[:-1]
             ids += self._answer_ids(pieces)[0]
         return {
             "input_ids": ids,

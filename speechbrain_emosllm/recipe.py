@@ -23,11 +23,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
-from speechbrain_emosllm.decoding import (
-    ALL_MODES,
-    TRANSCRIBING_MODES,
-    EmotionDecoder,
-)
+from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.features import (
     cache_encoder_outputs,
     feature_cache_key,
@@ -35,6 +31,7 @@ from speechbrain_emosllm.features import (
 )
 from speechbrain_emosllm.hparams import compose_hparams
 from speechbrain_emosllm.labels import LABELS_FILE
+from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
 
 
@@ -184,11 +181,10 @@ def check_phase_keys(hparams):
     selection_mode 'joint_orcale' is not one of
     """
     for key in ("valid_modes", "test_modes"):
-        unknown = [m for m in hparams[key] if m not in ALL_MODES]
+        unknown = [m for m in hparams[key] if m not in MODES]
         if unknown:
             raise ValueError(
-                f"{key} has unknown modes {unknown}; use "
-                f"{', '.join(ALL_MODES)}."
+                f"{key} has unknown modes {unknown}; use {', '.join(MODES)}."
             )
     metric = hparams["selection_metric"]
     if metric not in SELECTION_METRICS:
@@ -320,11 +316,14 @@ def loader_options(hparams, train_data):
     dict
         Stage name -> loader keyword arguments.
     """
+    stages = {
+        "train": hparams["train_dataloader_opts"],
+        "valid": hparams["valid_dataloader_opts"],
+        "test": hparams["test_dataloader_opts"],
+    }
     options = {
-        key: dict(
-            hparams[f"{key}_dataloader_opts"], collate_fn=padded_collate()
-        )
-        for key in ("train", "valid", "test")
+        stage: dict(opts, collate_fn=padded_collate())
+        for stage, opts in stages.items()
     }
     if hparams["dynamic_batching"]:
         from speechbrain.dataio.sampler import DynamicBatchSampler

@@ -21,6 +21,7 @@ from speechbrain_emosllm.demo.ctranslate2_whisper import (
     convert_ctranslate2_whisper,
     read_ctranslate2_model,
 )
+from speechbrain_emosllm.modes import EMOTION_MODES
 from speechbrain_emosllm.testing import make_tiny_whisper
 
 
@@ -266,7 +267,7 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "== 4/4 results" in result.stdout
     report = json.load(open(os.path.join(output, "demo_results.json")))
-    for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):
+    for mode in EMOTION_MODES:
         entry = report["modes"][mode]
         assert entry["all"]["count"] == 16
         assert (

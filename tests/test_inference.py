@@ -112,17 +112,39 @@ def test_predictions_match_the_training_time_evaluation(
             group = ids[start : start + 4]
             signals = [model.load_audio(manifest[u]["wav"]) for u in group]
             batch, relative = batch_pad_right(signals)
-            results = model.classify_batch(
-                batch,
-                relative,
-                mode,
-                transcripts=[manifest[u]["wrd"] for u in group],
-            )
+            references = [manifest[u]["wrd"] for u in group]
+            results = model.predict_batch(batch, relative, mode, references)
             for utt, result in zip(group, results):
                 assert result["label"] == expected[utt]["prediction"], mode
                 assert sum(result["probabilities"].values()) == pytest.approx(
                     1.0, abs=1e-4
                 )
+            # SpeechBrain's classifier convention, same decisions.
+            out_prob, score, index, text_lab = model.classify_batch(
+                batch, relative, mode, references
+            )
+            assert out_prob.shape == (len(group), len(model.labels))
+            assert out_prob.exp().sum(-1) == pytest.approx(1.0, abs=1e-4)
+            assert text_lab == [r["label"] for r in results]
+            assert [model.labels[i] for i in index.tolist()] == text_lab
+            assert torch.equal(score, out_prob.max(-1).values)
+
+
+def test_classify_file_returns_speechbrains_tuple(model, tiny_corpus):
+    wav = next(
+        iter(json.load(open(os.path.join(tiny_corpus, "test.json"))).values())
+    )["wav"]
+    out_prob, score, index, text_lab = model.classify_file(wav, "ser_only")
+    expected = model.predict_file(wav, "ser_only")
+    assert text_lab == [expected["label"]]
+    assert out_prob.shape == (1, len(model.labels))
+    assert out_prob[0].exp().tolist() == pytest.approx(
+        [expected["probabilities"][label] for label in model.labels], abs=1e-5
+    )
+    assert index.tolist() == [model.labels.index(expected["label"])]
+    assert score.shape == (1,)
+    with pytest.raises(ValueError, match="needs an emotion mode"):
+        model.classify_file(wav, mode="asr")
 
 
 def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
@@ -131,7 +153,7 @@ def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
     stereo = np.stack([wav[::2], 0.5 * wav[::2]], axis=1)  # 8 kHz stereo
     path = str(tmp_path / "stereo8k.wav")
     soundfile.write(path, stereo, rate // 2)
-    result = model.classify_file(path)
+    result = model.predict_file(path)
     assert result["label"] in model.labels
     assert isinstance(result["transcript"], str)
     assert result["windows"] == 1
@@ -139,14 +161,14 @@ def test_any_rate_and_channels_and_long_files(model, tiny_corpus, tmp_path):
     soundfile.write(long_path, np.concatenate([wav] * 3), rate)
     model.hparams.max_audio_seconds = len(wav) / rate * 1.2
     try:
-        long_result = model.classify_file(long_path, mode="ser_only")
+        long_result = model.predict_file(long_path, mode="ser_only")
     finally:
         model.hparams.max_audio_seconds = 15.0
     assert long_result["windows"] == 3
     assert long_result["label"] in model.labels
     assert (
         model.transcribe_file(path)
-        == model.classify_file(path, mode="asr")["transcript"]
+        == model.predict_file(path, mode="asr")["transcript"]
     )
 
 

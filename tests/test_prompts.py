@@ -4,10 +4,10 @@ import random
 
 import pytest
 
+from speechbrain_emosllm.modes import MODES
 from speechbrain_emosllm.prompts import (
     EMOTION,
     IGNORE,
-    INFERENCE_MODES,
     PROMPTS,
     TRANSCRIPT,
     PromptBuilder,
@@ -105,9 +105,9 @@ def test_prompt_hint_puts_the_transcript_in_the_user_turn(builder):
 
 
 def test_every_mode_builds_and_unknown_mode_is_rejected(builder):
-    for mode in INFERENCE_MODES:
+    for mode in MODES:
         builder.inference_prefix(mode, "a b")
-    with pytest.raises(ValueError, match="Unknown inference mode 'chat'"):
+    with pytest.raises(ValueError, match="Unknown mode 'chat'"):
         builder.inference_prefix("chat")
     with pytest.raises(ValueError, match="needs a transcript"):
         builder.inference_prefix("joint_oracle")

@@ -215,7 +215,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
         source=model_folder, savedir=str(tmp_path / "savedir")
     )
     clip = os.path.join(data, "Actor_04", os.listdir(data + "/Actor_04")[0])
-    result = model.classify_file(clip, mode="ser_only")
+    result = model.predict_file(clip, mode="ser_only")
     assert result["label"] in label_names("nhsa4")
     assert model.mods.qpmapper.summary_norm is not None
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import PHASES, RECIPE, recipe_overrides, run, train
+from speechbrain_emosllm.modes import EMOTION_MODES
 
 
 def best_checkpoint_files(phase_folder):
@@ -60,7 +61,7 @@ def test_training_log_and_test_reports(curriculum):
     assert weights[-1] == pytest.approx(0.1)
     folder = os.path.join(output, "p3_joint", "test_test1")
     summary = json.load(open(os.path.join(folder, "summary.json")))
-    for mode in ("ser_only", "prompt_hint", "joint_oracle", "joint_generated"):
+    for mode in EMOTION_MODES:
         report = json.load(open(os.path.join(folder, f"{mode}.json")))
         assert report["count"] == 8
         assert 0 <= report["accuracy"] <= 1
@@ -140,7 +141,7 @@ def test_a_typo_in_a_mode_or_metric_fails_before_any_work(
 def test_a_typo_in_a_phase_file_is_reported(tmp_path):
     phase = tmp_path / "p9.yaml"
     phase.write_text(
-        f"base_hparams: {RECIPE}/hparams/common.yaml\n"
+        f"base_hparams: {RECIPE}/hparams/p3_joint.yaml\n"
         "phase: p9\nnumber_of_epoch: 3\n"
     )
     result = run(["-m", "speechbrain_emosllm.summary", str(phase)])

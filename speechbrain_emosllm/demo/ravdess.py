@@ -17,12 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from speechbrain_emosllm.modes import EMOTION_MODES
+
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "RAVDESS" / "emosllm"
-MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 PROBES = ("linear_probe", "weighted_layers_probe")
 
 # The eSpeak P1 and P2 of this variant live in <output>/<CURRICULUM>, with
-# the RAVDESS recipe's mapper options (its hparams/common.yaml).
+# the RAVDESS recipe's mapper options (its hparams/ser.yaml).
 CURRICULUM = "ravdess_curriculum"
 MAPPER = {
     "layer_weighting": True,
@@ -128,7 +129,7 @@ def collect_results(output, label_set):
                 "macro_f1": summary[f"{mode}_macro_f1"],
                 "confusion_png": os.path.join(test, f"{mode}.png"),
             }
-            for mode in MODES
+            for mode in EMOTION_MODES
             if f"{mode}_acc" in summary
         },
         "WER": summary.get("joint_generated_WER"),

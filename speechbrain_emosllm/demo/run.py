@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from speechbrain_emosllm.demo.corpus import LABELS
+from speechbrain_emosllm.modes import EMOTION_MODES
 
 RECIPE = (
     Path(__file__).resolve().parents[2]
@@ -35,7 +36,6 @@ RECIPE = (
     / ("emosllm")
 )
 PHASES = ("p1_asr", "p2_asr_lora", "p3_joint")
-MODES = ("ser_only", "prompt_hint", "joint_oracle", "joint_generated")
 
 # Full demo: real weights. Sizes, phase lengths and learning rates were
 # chosen to fit 30 minutes on 2 CPU cores (see the README). Phases 1 and 2
@@ -268,7 +268,7 @@ def mode_results(output, corpus):
     summary = json.load(open(os.path.join(folder, "summary.json")))
     manifest = json.load(open(os.path.join(corpus, "test.json")))
     results = {}
-    for mode in MODES:
+    for mode in EMOTION_MODES:
         predictions = json.load(
             open(os.path.join(folder, f"{mode}_predictions.json"))
         )
@@ -306,7 +306,7 @@ def print_table(results, timings, peak):
         f"\n{'mode':<17}{'acc':>7}{'macro-F1':>10}{'F1 w/ words':>13}"
         f"{'F1 w/o words':>14}{'WER %':>8}"
     )
-    for mode in MODES:
+    for mode in EMOTION_MODES:
         entry = results[mode]
         wer = entry.get("WER")
         print(
