@@ -78,9 +78,17 @@ class EmoSLLM(sb.Brain):
         )
         if stage != sb.Stage.TRAIN:
             self.evaluate_modes(audio_embeddings, batch)
-        return out["loss"]
+        if self.label_anchor is None:
+            return out["loss"]
+        anchor_loss = self.label_anchor.loss(
+            audio_embeddings,
+            torch.as_tensor(batch.emo_index, device=self.device),
+            emotion_weights,
+        )
+        return out["loss"] + self.hparams.label_anchor_weight * anchor_loss
 
     current_asr_weight = 1.0
+    label_anchor = None
     steps_per_epoch = 1
 
     def make_dataloader(self, dataset, stage, *args, **loader_kwargs):

@@ -1,12 +1,16 @@
 """Exports a finished phase-3 folder as a self-contained inference model.
 
     python -m speechbrain_emosllm.export <phase folder> <model folder>
+        [--absolute-base-paths]
 
 The model folder holds ``hyperparams.yaml`` (for
 ``speechbrain_emosllm.inference.EmotionLLM.from_hparams``), the QPMapper
 weights (``qpmapper.ckpt``), the LoRA adapter in PEFT's format
 (``lora_adapter/``: ``peft.PeftModel.from_pretrained(base_llm, <it>)``
-loads it), ``labels.json``, and references to the encoder and base LLM.
+loads it), ``labels.json``, and the encoder and base LLM: Hub ids as they
+are, local model folders copied into ``base_models/`` (hard links where
+the file system allows) so that the folder names no path of the training
+machine; ``--absolute-base-paths`` refers to the local folders instead.
 The training folder is only read.
 
 Authors
@@ -29,9 +33,10 @@ from speechbrain_emosllm.labels import LABELS_FILE, emotion_labels
 
 ADAPTER_DIR = "lora_adapter"
 
+BASE_MODELS_DIR = "base_models"
+
 INFERENCE_YAML = """\
-# EmoSLLM inference model, exported from
-#   {phase_folder}
+# EmoSLLM inference model, exported from the phase {phase_folder}
 #   (checkpoint {checkpoint})
 # Load with:
 #   EmotionLLM.from_hparams(source=<this folder>, savedir=<a folder>)
@@ -62,17 +67,64 @@ def _flow(value):
     return stream.getvalue().strip().removesuffix("...").strip()
 
 
-def _absolute(source, folder):
-    """A local source as an absolute path; a Hub id unchanged."""
-    candidate = os.path.join(folder, source)
-    return os.path.abspath(candidate) if os.path.exists(candidate) else source
+def _local_folder(source, folder):
+    """The local folder a source names (relative to ``folder``), or None."""
+    candidate = os.path.join(folder, str(source))
+    return os.path.abspath(candidate) if os.path.isdir(candidate) else None
+
+
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, destination)
+
+
+def base_model_reference(source, phase_folder, model_folder, name, absolute):
+    """How the model folder names a base model.
+
+    Arguments
+    ---------
+    source : str
+        ``encoder_source`` / ``llm_source`` of the trained phase.
+    phase_folder : str
+        The phase's folder (relative sources start there).
+    model_folder : str
+        The model folder being written.
+    name : str
+        Sub-folder of ``base_models/`` for a copied local model.
+    absolute : bool
+        Refer to a local folder by its absolute path instead of copying.
+
+    Returns
+    -------
+    str
+        YAML text: a Hub id, an absolute path, or a ``!ref`` to the copy.
+
+    Example
+    -------
+    >>> base_model_reference("org/model", ".", "out", "llm", False)
+    'org/model'
+    """
+    local = _local_folder(source, phase_folder)
+    if local is None:
+        return str(source)
+    if absolute:
+        return local
+    shutil.copytree(
+        local,
+        os.path.join(model_folder, BASE_MODELS_DIR, name),
+        copy_function=_link_or_copy,
+    )
+    return f"!ref <model_folder>/{BASE_MODELS_DIR}/{name}"
 
 
 MODEL_NOTE = """# EmoSLLM model folder
 
-Trained weights only: the QPMapper (`qpmapper.ckpt`) and the LoRA adapter
-(`lora_adapter/`, PEFT format). The base models are not in this folder and
-are loaded from the sources named in `hyperparams.yaml`:
+Trained weights: the QPMapper (`qpmapper.ckpt`) and the LoRA adapter
+(`lora_adapter/`, PEFT format). The base models are loaded from the sources
+named in `hyperparams.yaml` (Hub ids, or copies of local folders in
+`base_models/`):
 
 - frozen speech encoder: {encoder}
 - base LLM: {llm}
@@ -82,6 +134,15 @@ Classes: {labels}. Exported from {phase}.
 `hyperparams.yaml` is HyperPyYAML: loading it builds (and can run) the
 Python objects it names, so load model folders only from people you trust.
 """
+
+
+def _model_name(source, phase_folder):
+    """A Hub id, or a local folder's name plus where its copy is."""
+    if _local_folder(source, phase_folder) is None:
+        return str(source)
+    return (
+        f"{os.path.basename(str(source))} (local folder; see hyperparams.yaml)"
+    )
 
 
 def phase_labels(phase_folder, tree):
@@ -108,7 +169,7 @@ def phase_labels(phase_folder, tree):
     return emotion_labels(tree["n_classes"])
 
 
-def export_model(phase_folder, model_folder):
+def export_model(phase_folder, model_folder, absolute_base_paths=False):
     """Writes the inference model folder of a finished phase.
 
     Arguments
@@ -118,6 +179,8 @@ def export_model(phase_folder, model_folder):
         and ``save/``.
     model_folder : str
         New folder to write; must not exist yet or be empty.
+    absolute_base_paths : bool
+        Refer to local base models by absolute path (no copy).
 
     Returns
     -------
@@ -139,7 +202,7 @@ def export_model(phase_folder, model_folder):
         prefix=f".{os.path.basename(model_folder)}.partial-", dir=parent
     )
     try:
-        write_model_folder(phase_folder, staging)
+        write_model_folder(phase_folder, staging, absolute_base_paths)
         if os.path.isdir(model_folder):
             os.rmdir(model_folder)  # empty, checked above
         os.rename(staging, model_folder)
@@ -149,7 +212,7 @@ def export_model(phase_folder, model_folder):
     return model_folder
 
 
-def write_model_folder(phase_folder, model_folder):
+def write_model_folder(phase_folder, model_folder, absolute_base_paths=False):
     """Writes the model files of a finished phase into an existing folder.
 
     Arguments
@@ -158,6 +221,8 @@ def write_model_folder(phase_folder, model_folder):
         Output folder of a phase with ``hyperparams.yaml`` and ``save/``.
     model_folder : str
         An empty folder.
+    absolute_base_paths : bool
+        Refer to local base models by absolute path (no copy).
     """
     from safetensors.torch import save_file
 
@@ -183,8 +248,14 @@ def write_model_folder(phase_folder, model_folder):
     yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
     modules_yaml = stream.getvalue()
 
+    sources = {
+        name: base_model_reference(
+            tree[key], phase_folder, model_folder, name, absolute_base_paths
+        )
+        for name, key in (("encoder", "encoder_source"), ("llm", "llm_source"))
+    }
     header = INFERENCE_YAML.format(
-        phase_folder=os.path.abspath(phase_folder),
+        phase_folder=os.path.basename(os.path.abspath(phase_folder)),
         checkpoint=os.path.basename(checkpoint.path),
         labels=_flow(labels),
         n_queries=tree["n_queries"],
@@ -193,8 +264,8 @@ def write_model_folder(phase_folder, model_folder):
         system_prompt=_flow(tree["system_prompt"]),
         chat_template_kwargs=_flow(dict(tree["llm_chat_template_kwargs"])),
         max_new_tokens=tree["max_new_tokens"],
-        encoder_source=_absolute(tree["encoder_source"], phase_folder),
-        llm_source=_absolute(tree["llm_source"], phase_folder),
+        encoder_source=sources["encoder"],
+        llm_source=sources["llm"],
     )
     footer = f"""
 speech_llm: !new:speechbrain_emosllm.SpeechLLM
@@ -242,7 +313,11 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
         lora_dropout=lora["lora_dropout"],
         target_modules=list(lora["target_modules"]),
         task_type="CAUSAL_LM",
-        base_model_name_or_path=_absolute(tree["llm_source"], phase_folder),
+        # Informative only (the adapter is loaded onto a given model): the
+        # Hub id, or the local folder's name.
+        base_model_name_or_path=os.path.basename(str(tree["llm_source"]))
+        if _local_folder(tree["llm_source"], phase_folder)
+        else str(tree["llm_source"]),
     )
     config.save_pretrained(adapter_folder)
     save_file(
@@ -258,10 +333,10 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     ) as f:
         f.write(
             MODEL_NOTE.format(
-                encoder=tree["encoder_source"],
-                llm=tree["llm_source"],
+                encoder=_model_name(tree["encoder_source"], phase_folder),
+                llm=_model_name(tree["llm_source"], phase_folder),
                 labels=", ".join(labels),
-                phase=os.path.abspath(phase_folder),
+                phase=os.path.basename(os.path.abspath(phase_folder)),
             )
         )
 
@@ -277,8 +352,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("phase_folder")
     parser.add_argument("model_folder")
+    parser.add_argument(
+        "--absolute-base-paths",
+        action="store_true",
+        help="refer to local base model folders by their absolute path "
+        "instead of copying them into the model folder",
+    )
     args = parser.parse_args(argv)
-    print(export_model(args.phase_folder, args.model_folder))
+    print(
+        export_model(
+            args.phase_folder, args.model_folder, args.absolute_base_paths
+        )
+    )
 
 
 if __name__ == "__main__":

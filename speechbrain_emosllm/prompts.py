@@ -338,6 +338,19 @@ class PromptBuilder:
             spans += [span] * len(piece_ids)
         return ids, spans
 
+    def label_token_ids(self):
+        """Token ids of each class name as an answer spells it.
+
+        Returns
+        -------
+        list of list of int
+            One list per label, in ``self.labels`` order.
+        """
+        pieces = [
+            format_answer("ser", emotion=label)[-1] for label in self.labels
+        ]
+        return [self.encode(text) for text, _ in pieces]
+
     def training_example(self, task, transcript, emotion, rng):
         """Token ids of a full training example.
 

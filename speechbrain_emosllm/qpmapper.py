@@ -74,6 +74,11 @@ class QPMapper(nn.Module):
         the query outputs hardly vary between clips, and nothing
         utterance-level (emotion, speaker) reaches the LLM. Standardised,
         this is exactly the linear probe's input.
+    utterance_token : bool
+        Make the first output a linear projection of the standardised
+        mean frame (the linear probe's input) instead of a query's
+        output: one utterance-level vector for the LLM to read, next to
+        the ``n_queries - 1`` query outputs.
     output_norm : bool
         RMS-normalise each output vector and multiply it by a learned gain
         (``output_gain``, kept in log space), which ``match_scale`` sets to
@@ -111,6 +116,7 @@ class QPMapper(nn.Module):
         n_layers=None,
         utterance_summary=False,
         output_norm=False,
+        utterance_token=False,
     ):
         super().__init__()
         self.n_queries = n_queries
@@ -143,14 +149,23 @@ class QPMapper(nn.Module):
         )
         self.output_projection = nn.Linear(d_model, output_size)
         self.summary_norm = self.summary_projection = None
-        if utterance_summary:
+        self.token_projection = None
+        if utterance_summary or utterance_token:
             self.summary_norm = nn.BatchNorm1d(
                 input_size, affine=False, momentum=None
             )
+        if utterance_summary:
             self.summary_projection = nn.Linear(input_size, d_model)
+        if utterance_token:
+            self.token_projection = nn.Linear(input_size, output_size)
         self.output_norm = output_norm
         if output_norm:
             self.log_output_gain = nn.Parameter(torch.zeros(()))
+
+    @property
+    def utterance_token_index(self):
+        """Position of the utterance token in the outputs (None: none)."""
+        return 0 if self.token_projection is not None else None
 
     @property
     def output_gain(self):
@@ -238,10 +253,12 @@ class QPMapper(nn.Module):
         if lengths is not None:
             valid = torch.round(lengths * time).clamp(min=1)
             frame_mask = length_to_mask(valid, max_len=time, device=x.device)
-        if self.summary_projection is not None:
+        if self.summary_norm is not None:
             weights = frame_mask / frame_mask.sum(1, keepdim=True)
             mean_frame = torch.einsum("bt,btd->bd", weights.to(x.dtype), x)
-            summary = self.summary_projection(self._standardise(mean_frame))
+            standardised = self._standardise(mean_frame)
+        if self.summary_projection is not None:
+            summary = self.summary_projection(standardised)
             queries = queries + summary.unsqueeze(1)
         sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)
 
@@ -253,6 +270,9 @@ class QPMapper(nn.Module):
 
         encoded = self.encoder(sequence, src_key_padding_mask=padding_mask)
         out = self.output_projection(encoded[:, time:])
+        if self.token_projection is not None:
+            token = self.token_projection(standardised).unsqueeze(1)
+            out = torch.cat([token.to(out.dtype), out[:, 1:]], dim=1)
         if self.output_norm:
             out = F.rms_norm(out, out.shape[-1:]) * self.log_output_gain.exp()
         return out

@@ -30,6 +30,7 @@ from speechbrain_emosllm.features import (
     load_cached_features,
 )
 from speechbrain_emosllm.hparams import compose_hparams
+from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
@@ -395,6 +396,12 @@ def run_phase(argv, prepare_data, class_names):
     brain.decoder = EmotionDecoder(
         speech_llm, builder, hparams["max_new_tokens"]
     )
+    if hparams["label_anchor_weight"] > 0:
+        table = speech_llm.hf_model.get_input_embeddings().weight
+        brain.label_anchor = LabelAnchor(
+            label_embeddings(table, builder.label_token_ids()),
+            token_index=hparams["qpmapper"].utterance_token_index,
+        ).to(brain.device)
     if hparams["feature_cache"]:
         # The encoder is frozen in every phase: encode each clip once.
         cache_features(

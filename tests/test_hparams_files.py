@@ -49,6 +49,8 @@ RAVDESS_KEYS = {
     "layer_weighting",
     "qpmapper_utterance_summary",
     "qpmapper_output_norm",
+    "label_anchor_weight",
+    "qpmapper_utterance_token",
 }
 
 

@@ -3,6 +3,8 @@
 import io
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -54,6 +56,25 @@ def test_export_layout(exported):
     ]
     with pytest.raises(FileExistsError, match="not empty"):
         export_model("unused", exported)
+
+
+def test_the_model_folder_names_no_path_of_the_training_machine(
+    curriculum, exported, tiny_models
+):
+    output, _, _ = curriculum
+    machine_paths = [output, tiny_models["llm"], tiny_models["encoder"]]
+    for root, _, files in os.walk(exported):
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith((".yaml", ".json", ".md", ".txt")):
+                text = open(path, encoding="utf-8").read()
+                for machine_path in machine_paths:
+                    assert machine_path not in text, path
+    # The local base models travel as copies, loaded from there.
+    assert sorted(os.listdir(os.path.join(exported, "base_models"))) == [
+        "encoder",
+        "llm",
+    ]
 
 
 def test_a_failed_export_leaves_nothing_and_the_retry_works(
@@ -328,3 +349,37 @@ def test_cli_ends_quietly_on_a_closed_pipe(exported, tiny_corpus, tmp_path):
     process.wait(timeout=300)
     assert "Traceback" not in stderr
     assert process.returncode in (0, 1)
+
+
+def test_emosllm_infer_from_the_installed_wheel(
+    exported, tiny_corpus, tmp_path
+):
+    """The plugin as a user installs it (a wheel, not this checkout) runs an
+    exported model from outside the repository."""
+    from test_packaging import build_wheel, install_wheel
+
+    site = install_wheel(build_wheel(tmp_path), tmp_path)
+    wav = next(
+        iter(json.load(open(os.path.join(tiny_corpus, "test.json"))).values())
+    )["wav"]
+    env = dict(os.environ, PYTHONPATH=site, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_emosllm.cli",
+            "--model",
+            exported,
+            "--mode",
+            "ser_only",
+            wav,
+        ],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["label"] in ["Neutral", "Happy", "Sad", "Angry"]

@@ -23,7 +23,8 @@ def run(args, cwd, env=None):
     )
 
 
-def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
+def build_wheel(tmp_path):
+    """Builds the plugin's wheel from a copy of the sources; its path."""
     source = tmp_path / "source"
     source.mkdir()
     for name in ("setup.py", "README.md", "LICENSE", "requirements.txt"):
@@ -49,6 +50,31 @@ def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
     )
     assert built.returncode == 0, built.stdout[-3000:]
     (wheel,) = glob.glob(str(tmp_path / "dist" / "*.whl"))
+    return wheel
+
+
+def install_wheel(wheel, tmp_path):
+    """Installs a wheel (no dependencies) into a folder; the folder."""
+    site = tmp_path / "site"
+    installed = run(
+        [
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            wheel,
+        ],
+        cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stdout[-3000:]
+    return str(site)
+
+
+def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     presets = [
         os.path.relpath(path, PRESETS_FOLDER.parent.parent)
@@ -57,6 +83,16 @@ def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
     assert len(presets) >= 7
     assert set(presets) <= set(names)
     assert any(name.endswith("LICENSE") for name in names)
+
+    # Into an environment that has every dependency (at versions inside
+    # the ranges), pip adds the plugin alone: torch and the rest are kept.
+    dry_run = run(
+        ["-m", "pip", "install", "--dry-run", "--no-index", wheel],
+        cwd=tmp_path,
+    )
+    assert dry_run.returncode == 0, dry_run.stdout[-3000:]
+    assert "Would install speechbrain-emosllm-0.1.0" in dry_run.stdout
+    assert "torch" not in dry_run.stdout.split("Would install")[-1]
 
     site = tmp_path / "site"
     installed = run(
@@ -79,7 +115,7 @@ def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
         cwd=tmp_path,
         env=env,
     )
-    assert where.stdout.strip().startswith(str(site)), where.stdout
+    assert where.stdout.strip().startswith(site), where.stdout
     phase = os.path.join(
         ROOT, "recipes", "MSP-Podcast", "emosllm", "hparams", "p3_joint.yaml"
     )

@@ -29,6 +29,7 @@ MAPPER = {
     "layer_weighting": True,
     "qpmapper_utterance_summary": True,
     "qpmapper_output_norm": True,
+    "qpmapper_utterance_token": True,
 }
 # The emotion phase on 2 CPU cores (see the recipe README for what was
 # measured): batch 12, every test mode.
