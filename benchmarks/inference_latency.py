@@ -102,7 +102,8 @@ def main():
     print(f"\n{'mode':<18}{'ms / utterance':>16}")
     for mode in EMOTION_MODES:
         seconds = timed(
-            lambda m=mode: decoder.decode(audio, m, [TRANSCRIPT]), args.repeats
+            lambda m=mode: decoder.run_mode(audio, m, [TRANSCRIPT]),
+            args.repeats,
         )
         print(f"{mode:<18}{1000 * seconds:>16.1f}")
 

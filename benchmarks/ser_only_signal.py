@@ -113,7 +113,7 @@ def evaluate(mapper, decoder, items, labels, standardise):
             chunk = items[k : k + 16]
             embeddings = mapper(*batch_frames(chunk, standardise))
             outputs.append(embeddings)
-            out = decoder.decode(embeddings, "ser_only")
+            out = decoder.run_mode(embeddings, "ser_only")
             metrics.append(
                 [u for u, _, _ in chunk], out["labels"], [e for *_, e in chunk]
             )

@@ -186,10 +186,10 @@ def load_brain(
     trainable weights in float32); ``4bit`` (QLoRA: NF4 LLM, bf16 compute).
     On the GPU when there is one.
     """
-    sys.path.insert(0, RECIPE)
-    import train as recipe
     from hyperpyyaml import load_hyperpyyaml
 
+    from speechbrain_emosllm.brain import EmoSLLM
+    from speechbrain_emosllm.dataio import dataio_prepare, padded_collate
     from speechbrain_emosllm.hparams import compose_hparams
     from speechbrain_emosllm.labels import emotion_labels
     from speechbrain_emosllm.prompts import PromptBuilder
@@ -262,8 +262,8 @@ def load_brain(
                 hparams["encoder"], hparams["encoder_source"], 16000, "float16"
             ),
         )
-    train_data, _, _ = recipe.dataio_prepare(hparams, builder)
-    brain = recipe.EmoSLLM(
+    train_data, _, _ = dataio_prepare(hparams, builder)
+    brain = EmoSLLM(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
@@ -287,7 +287,7 @@ def load_brain(
     loader = torch.utils.data.DataLoader(
         train_data,
         batch_size=batch_size,
-        collate_fn=recipe.padded_collate(),
+        collate_fn=padded_collate(),
     )
     return brain, loader, hparams
 
@@ -411,7 +411,7 @@ def measure(name, scale, work):
         if name == "4bit":
             from transformers import BitsAndBytesConfig
 
-            from speechbrain_emosllm.speech_llm import (
+            from speechbrain_emosllm.llm_loading import (
                 check_quantization_support,
             )
 

@@ -25,7 +25,7 @@ from speechbrain_emosllm.checkpoints import (
 )
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.modes import TRANSCRIBING_MODES
-from speechbrain_emosllm.speech_llm import relative_to_absolute
+from speechbrain_emosllm.padding import relative_to_absolute
 
 logger = get_logger(__name__)
 
@@ -112,7 +112,7 @@ class EmoSLLM(sb.Brain):
         """Runs every evaluation mode on a batch and updates the metrics."""
         rng = random.Random(0) if self.hparams.shuffle_eval_prompts else None
         for mode in self.eval_modes:
-            out = self.decoder.decode(
+            out = self.decoder.run_mode(
                 audio_embeddings.detach(),
                 mode,
                 batch.wrd,

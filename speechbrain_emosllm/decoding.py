@@ -6,6 +6,7 @@ Authors
 
 import torch
 
+from speechbrain_emosllm.answer_scoring import generate_answers, score_labels
 from speechbrain_emosllm.modes import get_mode
 from speechbrain_emosllm.prompts import parse_answer
 
@@ -36,7 +37,7 @@ class EmotionDecoder:
     >>> llm = SpeechLLM(make_tiny_llm(tempfile.mkdtemp()))
     >>> decoder = EmotionDecoder(
     ...     llm, PromptBuilder(llm.tokenizer, ["Happy", "Sad"], 2), 4)
-    >>> out = decoder.decode(torch.zeros(1, 2, 64), "ser_only")
+    >>> out = decoder.run_mode(torch.zeros(1, 2, 64), "ser_only")
     >>> out["labels"][0] in ("Happy", "Sad"), out["probabilities"].shape
     (True, torch.Size([1, 2]))
     """
@@ -77,7 +78,8 @@ class EmotionDecoder:
         list of str
         """
         device = audio_embeddings.device
-        generated = self.speech_llm.generate(
+        generated = generate_answers(
+            self.speech_llm,
             audio_embeddings,
             *self._prefix_batch(prefixes, device),
             self.max_new_tokens,
@@ -109,13 +111,14 @@ class EmotionDecoder:
         torch.Tensor
         """
         device = audio_embeddings.device
-        return self.speech_llm.score_labels(
+        return score_labels(
+            self.speech_llm,
             audio_embeddings,
             *self._prefix_batch(prefixes, device),
             self.builder.label_ids,
         )
 
-    def decode(
+    def run_mode(
         self,
         audio_embeddings,
         mode,

@@ -22,49 +22,22 @@ import json
 import os
 import shutil
 import tempfile
-from io import StringIO
 
 import ruamel.yaml
 import torch
 from ruamel.yaml.comments import TaggedScalar
 
 from speechbrain_emosllm.checkpoints import find_best_checkpoint
+from speechbrain_emosllm.hparams import PRESETS_FOLDER
 from speechbrain_emosllm.labels import LABELS_FILE, emotion_labels
 
 ADAPTER_DIR = "lora_adapter"
 
 BASE_MODELS_DIR = "base_models"
 
-INFERENCE_YAML = """\
-# EmoSLLM inference model, exported from the phase {phase_folder}
-#   (checkpoint {checkpoint})
-# Load with:
-#   EmotionLLM.from_hparams(source=<this folder>, savedir=<a folder>)
-model_folder: !PLACEHOLDER   # set by EmotionLLM.from_hparams
-hub_cache: !ref <model_folder>/hub_cache
-
-labels: {labels}
-n_queries: {n_queries}
-sample_rate: {sample_rate}
-# Longer files are cut into windows of this length (see predict_file).
-max_audio_seconds: {max_audio_seconds}
-system_prompt: {system_prompt}
-chat_template_kwargs: {chat_template_kwargs}
-max_new_tokens: {max_new_tokens}
-
-encoder_source: {encoder_source}
-llm_source: {llm_source}
-llm_dtype: float32
-
-"""
-
-
-def _flow(value):
-    stream = StringIO()
-    yaml = ruamel.yaml.YAML()
-    yaml.default_flow_style = True
-    yaml.dump(value, stream)
-    return stream.getvalue().strip().removesuffix("...").strip()
+# The model's HyperPyYAML template (package data): export fills its
+# !PLACEHOLDER keys.
+INFERENCE_TEMPLATE = PRESETS_FOLDER / "inference.yaml"
 
 
 def _local_folder(source, folder):
@@ -212,6 +185,60 @@ def export_model(phase_folder, model_folder, absolute_base_paths=False):
     return model_folder
 
 
+def _as_yaml(value):
+    """A reference (text starting with !ref) as a tagged scalar."""
+    if isinstance(value, str) and value.startswith("!ref "):
+        return TaggedScalar(value.removeprefix("!ref "), tag="!ref")
+    return value
+
+
+def write_inference_yaml(tree, labels, sources, path, note=""):
+    """Fills the inference template's placeholders and writes it.
+
+    Arguments
+    ---------
+    tree : dict
+        The phase's resolved ``hyperparams.yaml`` (ruamel round-trip).
+    labels : list of str
+        The classes.
+    sources : dict
+        ``encoder`` and ``llm``: how the model folder names them (see
+        ``base_model_reference``).
+    path : str
+        Where to write.
+    note : str
+        A comment line for the top of the file.
+    """
+    yaml = ruamel.yaml.YAML()
+    with open(INFERENCE_TEMPLATE, encoding="utf-8") as f:
+        model = yaml.load(f)
+    encoder = tree["encoder"]
+    # The lobe itself, or the one LayerFrames wraps.
+    lobe = encoder["lobe"] if "lobe" in encoder else encoder
+    lobe["source"] = TaggedScalar("<encoder_source>", tag="!ref")
+    lobe["save_path"] = TaggedScalar("<hub_cache>", tag="!ref")
+    # Keys whose value is not the phase key of the same name.
+    filled = {
+        "labels": labels,
+        "max_audio_seconds": tree["max_train_seconds"],
+        "encoder_source": _as_yaml(sources["encoder"]),
+        "llm_source": _as_yaml(sources["llm"]),
+        "encoder": encoder,
+    }
+    for key, value in model.items():
+        placeholder = getattr(value, "tag", None)
+        if (
+            key == "model_folder"
+            or getattr(placeholder, "value", placeholder) != "!PLACEHOLDER"
+        ):
+            continue
+        model[key] = filled[key] if key in filled else tree[key]
+    with open(path, "w", encoding="utf-8") as f:
+        if note:
+            f.write(f"# {note}\n")
+        yaml.dump(model, f)
+
+
 def write_model_folder(phase_folder, model_folder, absolute_base_paths=False):
     """Writes the model files of a finished phase into an existing folder.
 
@@ -238,57 +265,20 @@ def write_model_folder(phase_folder, model_folder, absolute_base_paths=False):
         tree = yaml.load(f)
 
     labels = phase_labels(phase_folder, tree)
-    encoder = tree["encoder"]
-    # The lobe itself, or the one LayerFrames wraps.
-    lobe = encoder["lobe"] if "lobe" in encoder else encoder
-    # References into the inference file's own keys, as tagged scalars.
-    lobe["source"] = TaggedScalar("<encoder_source>", tag="!ref")
-    lobe["save_path"] = TaggedScalar("<hub_cache>", tag="!ref")
-    stream = StringIO()
-    yaml.dump({"encoder": encoder, "qpmapper": tree["qpmapper"]}, stream)
-    modules_yaml = stream.getvalue()
-
     sources = {
         name: base_model_reference(
             tree[key], phase_folder, model_folder, name, absolute_base_paths
         )
         for name, key in (("encoder", "encoder_source"), ("llm", "llm_source"))
     }
-    header = INFERENCE_YAML.format(
-        phase_folder=os.path.basename(os.path.abspath(phase_folder)),
-        checkpoint=os.path.basename(checkpoint.path),
-        labels=_flow(labels),
-        n_queries=tree["n_queries"],
-        sample_rate=tree["sample_rate"],
-        max_audio_seconds=tree["max_train_seconds"],
-        system_prompt=_flow(tree["system_prompt"]),
-        chat_template_kwargs=_flow(dict(tree["llm_chat_template_kwargs"])),
-        max_new_tokens=tree["max_new_tokens"],
-        encoder_source=sources["encoder"],
-        llm_source=sources["llm"],
+    write_inference_yaml(
+        tree,
+        labels,
+        sources,
+        os.path.join(model_folder, "hyperparams.yaml"),
+        note=f"Exported from the phase {os.path.basename(phase_folder)} "
+        f"(checkpoint {os.path.basename(checkpoint.path)}).",
     )
-    footer = f"""
-speech_llm: !new:speechbrain_emosllm.SpeechLLM
-    source: !ref <llm_source>
-    adapter: !ref <model_folder>/{ADAPTER_DIR}
-    dtype: !ref <llm_dtype>
-    cache_dir: !ref <hub_cache>
-
-modules:
-    encoder: !ref <encoder>
-    qpmapper: !ref <qpmapper>
-    speech_llm: !ref <speech_llm>
-
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        qpmapper: !ref <qpmapper>
-    paths:
-        qpmapper: !ref <model_folder>/qpmapper.ckpt
-"""
-    with open(
-        os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8"
-    ) as f:
-        f.write(header + modules_yaml + footer)
     shutil.copyfile(
         checkpoint.paramfiles["qpmapper"],
         os.path.join(model_folder, "qpmapper.ckpt"),

@@ -59,7 +59,10 @@ class EmotionLLM(Pretrained):
         "n_queries",
         "sample_rate",
         "max_audio_seconds",
+        "window_batch_size",
         "max_new_tokens",
+        "system_prompt",
+        "llm_chat_template_kwargs",
     ]
     MODULES_NEEDED = ["encoder", "qpmapper", "speech_llm"]
 
@@ -108,7 +111,7 @@ class EmotionLLM(Pretrained):
             self.labels,
             self.hparams.n_queries,
             system_prompt=self.hparams.system_prompt,
-            chat_template_kwargs=self.hparams.chat_template_kwargs,
+            chat_template_kwargs=self.hparams.llm_chat_template_kwargs,
         )
         self.decoder = EmotionDecoder(
             self.mods.speech_llm, builder, self.hparams.max_new_tokens
@@ -186,7 +189,7 @@ class EmotionLLM(Pretrained):
             ``transcript`` (transcribing modes, else None) and ``mode``.
         """
         self._check_mode(mode, transcripts)
-        out = self.decoder.decode(
+        out = self.decoder.run_mode(
             self.encode_batch(wavs, wav_lens), mode, transcripts
         )
         results = []
@@ -314,7 +317,7 @@ class EmotionLLM(Pretrained):
         window = int(self.hparams.max_audio_seconds * self.hparams.sample_rate)
         chunks = split_windows(signal, window, self.hparams.sample_rate)
         results = []
-        step = getattr(self.hparams, "window_batch_size", 4)
+        step = self.hparams.window_batch_size
         for start in range(0, len(chunks), step):
             group = chunks[start : start + step]
             batch, relative = batch_pad_right(group)

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from speechbrain.utils.distributed import run_on_main
 from torch import nn
 
+from speechbrain_emosllm.dataio import dataio_prepare
 from speechbrain_emosllm.features import load_cached_features
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.prompts import PromptBuilder
 from speechbrain_emosllm.recipe import (
     cache_features,
-    dataio_prepare,
     feature_folder,
     load_phase,
 )

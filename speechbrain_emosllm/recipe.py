@@ -12,153 +12,24 @@ Authors
 
 import json
 import os
-import random
-from functools import partial
 
 import speechbrain as sb
-import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
+from speechbrain_emosllm.dataio import dataio_prepare, loader_options
 from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.features import (
     cache_encoder_outputs,
     feature_cache_key,
-    load_cached_features,
 )
 from speechbrain_emosllm.hparams import compose_hparams
 from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
-
-
-def dataio_prepare(hparams, builder):
-    """Builds the datasets and their pipelines (prompts included).
-
-    With ``feature_cache``, the datasets also provide ``feats`` (frames read
-    from the cache folder) and batches carry them instead of audio.
-    """
-    labels = builder.labels
-    label_index = {label: i for i, label in enumerate(labels)}
-
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return read_audio_file(wav, hparams["sample_rate"])
-
-    @sb.utils.data_pipeline.takes("id", "emo")
-    @sb.utils.data_pipeline.provides("emo_index")
-    def label_pipeline(utt_id, emo):
-        if emo not in label_index:
-            raise ValueError(
-                f"Utterance {utt_id}: emotion '{emo}' is not one of "
-                f"{labels} (check the manifest's 'emo' field and n_classes)."
-            )
-        return label_index[emo]
-
-    def prompt_pipeline(shuffle):
-        @sb.utils.data_pipeline.takes("wrd", "emo")
-        @sb.utils.data_pipeline.provides("input_ids", "span_ids", "audio_start")
-        def pipeline(wrd, emo):
-            # Training draws a paraphrase and a label order per example
-            # (DataLoader workers seed `random` differently).
-            task = hparams["task"]
-            if shuffle and random.random() < hparams["ser_task_share"]:
-                task = "ser"  # optional SER-only examples (P3 mixing)
-            example = builder.training_example(
-                task,
-                wrd,
-                emo,
-                random if shuffle and hparams["random_train_prompts"] else None,
-            )
-            yield torch.tensor(example["input_ids"])
-            yield torch.tensor(example["span_ids"])
-            yield example["audio_start"]
-
-        return pipeline
-
-    @sb.utils.data_pipeline.takes("id", "wav")
-    @sb.utils.data_pipeline.provides("feats")
-    def feature_pipeline(utt_id, wav):
-        return load_cached_features(hparams["feature_folder"], utt_id, wav)
-
-    audio_key = "feats" if hparams["feature_cache"] else "sig"
-    keys = [
-        "id",
-        audio_key,
-        "wrd",
-        "emo",
-        "emo_index",
-        "input_ids",
-        "span_ids",
-        "audio_start",
-    ]
-
-    def dataset(path, shuffle):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"Manifest {path} not found: run data preparation (unset "
-                "skip_prep) or check manifest_folder."
-            )
-        data = sb.dataio.dataset.DynamicItemDataset.from_json(
-            path, replacements={"data_root": hparams["data_folder"]}
-        )
-        pipelines = [audio_pipeline, label_pipeline, prompt_pipeline(shuffle)]
-        if hparams["feature_cache"]:
-            pipelines.append(feature_pipeline)
-        for pipeline in pipelines:
-            data.add_dynamic_item(pipeline)
-        data.set_output_keys(keys)
-        return data
-
-    sorting = hparams["sorting"]
-    if sorting not in ("random", "ascending", "descending"):
-        raise ValueError(
-            f"Unknown sorting '{sorting}': use random, ascending or descending."
-        )
-    train = dataset(hparams["train_json"], True).filtered_sorted(
-        sort_key=None if sorting == "random" else "duration",
-        reverse=sorting == "descending",
-        key_max_value={"duration": hparams["max_train_seconds"]},
-    )
-    if sorting != "random":
-        hparams["train_dataloader_opts"]["shuffle"] = False
-    valid = dataset(hparams["valid_json"], False)
-    if hparams["valid_subset"]:
-        valid = valid.filtered_sorted(select_n=hparams["valid_subset"])
-    tests = {
-        name: dataset(path, False)
-        for name, path in hparams["test_jsons"].items()
-        if os.path.isfile(path)
-    }
-    return train, valid, tests
-
-
-def padded_collate():
-    """PaddedBatch that pads span ids with IGNORE (-1).
-
-    Returns
-    -------
-    functools.partial
-        A ``collate_fn``.
-
-    Example
-    -------
-    >>> batch = padded_collate()([{"span_ids": torch.tensor([1, 2])},
-    ...                           {"span_ids": torch.tensor([3])}])
-    >>> batch.span_ids.data
-    tensor([[ 1,  2],
-            [ 3, -1]])
-    """
-    return partial(
-        sb.dataio.batch.PaddedBatch,
-        per_key_padding_kwargs={"span_ids": {"value": -1}},
-    )
-
 
 SELECTION_METRICS = ("loss", "WER", "macro_f1")
 
@@ -300,46 +171,6 @@ def cache_features(encoder, device, hparams, datasets):
                 "dtype": hparams["feature_cache_dtype"],
             },
         )
-
-
-def loader_options(hparams, train_data):
-    """DataLoader options of the train, valid and test stages.
-
-    Arguments
-    ---------
-    hparams : dict
-        Phase hyperparameters.
-    train_data : DynamicItemDataset
-        Training set (for SpeechBrain's ``DynamicBatchSampler``).
-
-    Returns
-    -------
-    dict
-        Stage name -> loader keyword arguments.
-    """
-    stages = {
-        "train": hparams["train_dataloader_opts"],
-        "valid": hparams["valid_dataloader_opts"],
-        "test": hparams["test_dataloader_opts"],
-    }
-    options = {
-        stage: dict(opts, collate_fn=padded_collate())
-        for stage, opts in stages.items()
-    }
-    if hparams["dynamic_batching"]:
-        from speechbrain.dataio.sampler import DynamicBatchSampler
-
-        sampler = DynamicBatchSampler(
-            train_data,
-            length_func=lambda item: item["duration"],
-            **hparams["dynamic_batch_sampler"],
-        )
-        options["train"] = {
-            "batch_sampler": sampler,
-            "num_workers": hparams["num_workers"],
-            "collate_fn": padded_collate(),
-        }
-    return options
 
 
 def run_phase(argv, prepare_data, class_names):

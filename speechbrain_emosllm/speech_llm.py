@@ -6,9 +6,10 @@ resizes the vocabulary, which would make our LoRA adapters unusable on the
 untouched base model that ``peft.PeftModel.from_pretrained`` expects.
 
 Every batch operation here is vectorised: audio embeddings are spliced into
-the text embeddings by index arithmetic, the loss is computed on the answer
-tokens only (the LM head runs on those positions alone, which matters with
-Llama 3's 128k vocabulary), and label scoring reuses the prompt's KV cache.
+the text embeddings by index arithmetic, and the loss is computed on the
+answer tokens only (the LM head runs on those positions alone, which matters
+with Llama 3's 128k vocabulary). Reading answers (KV-cached label scoring,
+generation) is ``answer_scoring``'s job.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -24,39 +25,8 @@ from speechbrain.utils.checkpoints import (
 )
 from torch import nn
 
+from speechbrain_emosllm.llm_loading import check_quantization_support
 from speechbrain_emosllm.prompts import EMOTION, IGNORE
-
-
-def to_left_padding(ids, lengths, pad_value):
-    """Moves right-padded rows to the right edge (left padding).
-
-    Arguments
-    ---------
-    ids : torch.Tensor
-        (batch, time) right-padded values.
-    lengths : torch.Tensor
-        Absolute lengths of the rows.
-    pad_value : int
-        Value written in the padding.
-
-    Returns
-    -------
-    torch.Tensor
-        The same rows, left-padded.
-
-    Example
-    -------
-    >>> to_left_padding(torch.tensor([[1, 2, 3], [4, 0, 0]]),
-    ...                 torch.tensor([3, 1]), 0)
-    tensor([[1, 2, 3],
-            [0, 0, 4]])
-    """
-    time = ids.shape[1]
-    source = torch.arange(time, device=ids.device)[None] - (
-        time - lengths[:, None]
-    )
-    shifted = ids.gather(1, source.clamp(min=0))
-    return shifted.masked_fill(source < 0, pad_value)
 
 
 def world_size():
@@ -74,63 +44,6 @@ def world_size():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
     return 1
-
-
-def relative_to_absolute(relative, max_len):
-    """Converts SpeechBrain relative lengths to integer lengths.
-
-    Arguments
-    ---------
-    relative : torch.Tensor
-        Relative lengths in [0, 1].
-    max_len : int
-        Padded length of the batch.
-
-    Returns
-    -------
-    torch.Tensor
-        Integer lengths.
-
-    Example
-    -------
-    >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 4)
-    tensor([4, 2])
-    """
-    return torch.round(relative * max_len).long()
-
-
-def check_quantization_support(quantization_config):
-    """Fails early, with a clear message, where 4/8-bit loading cannot work.
-
-    Arguments
-    ---------
-    quantization_config : transformers.BitsAndBytesConfig
-        The requested quantisation.
-
-    Example
-    -------
-    >>> from transformers import BitsAndBytesConfig
-    >>> if not torch.cuda.is_available():
-    ...     try:
-    ...         check_quantization_support(
-    ...             BitsAndBytesConfig(load_in_4bit=True))
-    ...     except RuntimeError as error:
-    ...         print(str(error)[:40])
-    4/8-bit LLM loading (bitsandbytes) needs
-    """
-    if not torch.cuda.is_available():
-        raise RuntimeError(
-            "4/8-bit LLM loading (bitsandbytes) needs a CUDA GPU, and none "
-            "is available: set quantization_config to null (and maybe "
-            "llm_dtype: bfloat16) on this machine."
-        )
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise RuntimeError(
-            "4/8-bit LLM loading needs the bitsandbytes package: "
-            "pip install bitsandbytes"
-        )
 
 
 @register_checkpoint_hooks
@@ -263,7 +176,8 @@ class SpeechLLM(nn.Module):
         )
         return torch.where(is_audio[..., None], audio, text)
 
-    def _decode(self, embeddings, attention_mask, **kwargs):
+    def decode_embeddings(self, embeddings, attention_mask, **kwargs):
+        """Runs the decoder stack (no LM head) on input embeddings."""
         decoder = self.hf_model.get_decoder()
         return decoder(
             inputs_embeds=embeddings, attention_mask=attention_mask, **kwargs
@@ -341,7 +255,8 @@ class SpeechLLM(nn.Module):
         )
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         attention_mask = (positions[None] < lengths[:, None]).long()
-        hidden = self._decode(embeddings, attention_mask).last_hidden_state
+        out = self.decode_embeddings(embeddings, attention_mask)
+        hidden = out.last_hidden_state
 
         # Position t predicts token t + 1: keep the answer positions only.
         spans = span_ids[:, 1:]
@@ -375,147 +290,6 @@ class SpeechLLM(nn.Module):
                 min=1
             )
         return stats
-
-    def _left_padded_prefix(
-        self, audio_embeddings, prefix_ids, lengths, audio_start, pad_id
-    ):
-        shift = prefix_ids.shape[1] - lengths
-        ids = to_left_padding(prefix_ids, lengths, pad_id)
-        embeddings = self.embed_with_audio(
-            ids, audio_start + shift, audio_embeddings
-        )
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        attention_mask = (positions[None] >= shift[:, None]).long()
-        position_ids = (positions[None] - shift[:, None]).clamp(min=0)
-        return embeddings, attention_mask, position_ids
-
-    @torch.no_grad()
-    def score_labels(
-        self, audio_embeddings, prefix_ids, lengths, audio_start, label_ids
-    ):
-        """Log-likelihood of every label continuation after each prefix.
-
-        The prefixes go through the LLM once; the KV cache is then repeated
-        for the labels, which are scored together in one more pass.
-
-        Arguments
-        ---------
-        audio_embeddings : torch.Tensor
-            (batch, n_queries, hidden).
-        prefix_ids : torch.Tensor
-            (batch, time) right-padded prefixes.
-        lengths : torch.Tensor
-            (batch,) absolute prefix lengths.
-        audio_start : torch.Tensor
-            (batch,) first audio slot of each prefix.
-        label_ids : list of list of int
-            Token ids of each label continuation.
-
-        Returns
-        -------
-        torch.Tensor
-            (batch, n_labels) summed log-probabilities.
-        """
-        device = prefix_ids.device
-        batch, n_labels = prefix_ids.shape[0], len(label_ids)
-        embeddings, attention_mask, position_ids = self._left_padded_prefix(
-            audio_embeddings, prefix_ids, lengths, audio_start, 0
-        )
-        out = self._decode(
-            embeddings,
-            attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-        )
-        head = self.hf_model.get_output_embeddings()
-        first_logp = head(out.last_hidden_state[:, -1]).float().log_softmax(-1)
-
-        label_lengths = torch.tensor(
-            [len(ids) for ids in label_ids], device=device
-        )
-        labels = torch.zeros(
-            n_labels, int(label_lengths.max()), dtype=torch.long, device=device
-        )
-        for k, ids in enumerate(label_ids):
-            labels[k, : len(ids)] = torch.tensor(ids, device=device)
-        scores = first_logp[:, labels[:, 0]]
-        if labels.shape[1] == 1:
-            return scores
-
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n_labels)
-        inputs = labels[:, :-1].repeat(batch, 1)
-        steps = torch.arange(inputs.shape[1], device=device)
-        continuation_mask = steps[None] < (label_lengths - 1)[:, None]
-        continuation_mask = continuation_mask.repeat(batch, 1).long()
-        mask = torch.cat(
-            [attention_mask.repeat_interleave(n_labels, 0), continuation_mask],
-            dim=1,
-        )
-        last_position = position_ids[:, -1:].repeat_interleave(n_labels, 0)
-        out = self._decode(
-            self.hf_model.get_input_embeddings()(inputs),
-            mask,
-            position_ids=last_position + 1 + steps[None],
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logp = head(out.last_hidden_state).float().log_softmax(-1)
-        targets = labels[:, 1:].repeat(batch, 1)
-        token_logp = logp.gather(-1, targets[..., None]).squeeze(-1)
-        token_logp = token_logp * continuation_mask
-        return scores + token_logp.sum(-1).view(batch, n_labels)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        audio_embeddings,
-        prefix_ids,
-        lengths,
-        audio_start,
-        max_new_tokens,
-        stop_ids,
-    ):
-        """Greedy continuation of each prefix.
-
-        Arguments
-        ---------
-        audio_embeddings : torch.Tensor
-            (batch, n_queries, hidden).
-        prefix_ids : torch.Tensor
-            (batch, time) right-padded prefixes.
-        lengths : torch.Tensor
-            (batch,) absolute prefix lengths.
-        audio_start : torch.Tensor
-            (batch,) first audio slot of each prefix.
-        max_new_tokens : int
-            Longest continuation.
-        stop_ids : list of int
-            Tokens that end a continuation (end of turn).
-
-        Returns
-        -------
-        list of list of int
-            Generated ids per row, stop token excluded.
-        """
-        pad_id = self.tokenizer.pad_token_id
-        pad_id = stop_ids[0] if pad_id is None else pad_id
-        embeddings, attention_mask, _ = self._left_padded_prefix(
-            audio_embeddings, prefix_ids, lengths, audio_start, pad_id
-        )
-        generated = self.model.generate(
-            inputs_embeds=embeddings,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=list(stop_ids),
-            pad_token_id=pad_id,
-        )
-        outputs = []
-        for row in generated.tolist():
-            ends = [i for i, token in enumerate(row) if token in stop_ids]
-            outputs.append(row[: ends[0]] if ends else row)
-        return outputs
 
     def trainable_state_dict(self):
         """The LoRA weights (PEFT naming), or {} without LoRA."""

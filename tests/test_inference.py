@@ -277,22 +277,22 @@ def test_long_audio_runs_in_bounded_batches_weighted_by_duration(
 ):
     rate = model.hparams.sample_rate
     seen = []
-    original = model.classify_batch
+    original = model.predict_batch
 
     def recording(batch, *args, **kwargs):
         seen.append(batch.shape[0])
         return original(batch, *args, **kwargs)
 
-    monkeypatch.setattr(model, "classify_batch", recording)
+    monkeypatch.setattr(model, "predict_batch", recording)
     monkeypatch.setattr(model.hparams, "max_audio_seconds", 0.5, raising=False)
     monkeypatch.setattr(model.hparams, "window_batch_size", 2, raising=False)
     signal = 0.1 * torch.randn(int(4.77 * rate))  # 9 windows + a 0.27 s tail
-    result = model.classify_signal(signal, "ser_only", name="long")
+    result = model.predict_signal(signal, "ser_only", name="long")
     assert result["windows"] == 10
     assert seen == [2, 2, 2, 2, 2]  # never more than window_batch_size
     # A tail under 0.1 s joins the window before it instead of counting
     # as a window of its own.
-    tail = model.classify_signal(signal[: int(1.05 * rate)], "ser_only")
+    tail = model.predict_signal(signal[: int(1.05 * rate)], "ser_only")
     assert tail["windows"] == 2
     assert sum(tail["probabilities"].values()) == pytest.approx(1.0)
 

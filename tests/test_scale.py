@@ -13,7 +13,7 @@ from peft import LoraConfig
 
 from conftest import RECIPE, recipe_overrides, train
 from speechbrain_emosllm import SpeechLLM
-from speechbrain_emosllm.speech_llm import check_quantization_support
+from speechbrain_emosllm.llm_loading import check_quantization_support
 
 SMALL = dict(qpmapper_dim=32, qpmapper_ffn=32, qpmapper_heads=4)
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from peft import LoraConfig
 
 from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
+from speechbrain_emosllm.answer_scoring import generate_answers, score_labels
 from speechbrain_emosllm.prompts import IGNORE
 
 LABELS = ["Neutral", "Happy", "Sad", "Frustrated"]
@@ -139,7 +140,7 @@ def test_label_scores_equal_full_sequence_log_likelihoods(llm, builder):
     lengths = torch.tensor([len(p["input_ids"]) for p in prefixes])
     starts = torch.tensor([p["audio_start"] for p in prefixes])
     audio = torch.randn(2, N_QUERIES, llm.hidden_size)
-    scores = llm.score_labels(audio, ids, lengths, starts, builder.label_ids)
+    scores = score_labels(llm, audio, ids, lengths, starts, builder.label_ids)
     assert max(len(ids) for ids in builder.label_ids) > 2  # multi-token
     for row, prefix in enumerate(prefixes):
         for k, label in enumerate(builder.label_ids):
@@ -158,7 +159,8 @@ def test_label_scores_equal_full_sequence_log_likelihoods(llm, builder):
 def test_generation_stops_and_returns_lists(llm, builder):
     prefix = builder.inference_prefix("asr")
     ids = torch.tensor([prefix["input_ids"]])
-    out = llm.generate(
+    out = generate_answers(
+        llm,
         torch.randn(1, N_QUERIES, llm.hidden_size),
         ids,
         torch.tensor([ids.shape[1]]),
