@@ -21,7 +21,6 @@ from io import StringIO
 from pathlib import Path
 
 import ruamel.yaml
-from hyperpyyaml import load_hyperpyyaml
 
 # Package data: found the same way from a wheel, an editable install and a
 # source checkout.
@@ -112,9 +111,9 @@ def swap_preset(hparams, key, name, relative_to="."):
 
     Example
     -------
-    >>> hparams = {"llm_preset": "llama-3.2-3b-instruct", "llm_dim": 3072}
+    >>> hparams = {"llm_preset": "llama-3.2-3b-instruct", "llm_config": {}}
     >>> swap_preset(hparams, "llm_preset", "smollm2-135m-instruct")
-    >>> hparams["llm_dim"], hparams["llm_preset"]
+    >>> hparams["llm_config"]["hidden_size"], hparams["llm_preset"]
     (576, 'smollm2-135m-instruct')
     """
     if name is None or name == hparams.get(key):
@@ -156,22 +155,3 @@ def compose_hparams(phase_file, overrides=None):
     yaml.dump(hparams, stream)
     stream.seek(0)
     return stream, overrides
-
-
-def load_phase_hparams(phase_file, overrides=None):
-    """Loads a phase's hyperparameters and builds its objects.
-
-    Arguments
-    ---------
-    phase_file : str
-        Path to a phase YAML (e.g. ``hparams/p1_asr.yaml``).
-    overrides : str or dict, optional
-        Overrides, as returned by ``speechbrain.parse_arguments``.
-
-    Returns
-    -------
-    dict
-        The loaded hyperparameters.
-    """
-    stream, overrides = compose_hparams(phase_file, overrides)
-    return load_hyperpyyaml(stream, overrides)
