@@ -13,7 +13,12 @@ the LLM receives the same input for every clip). The recipe README's
     python benchmarks/ser_only_signal.py \
         --experiment results/emosllm_ravdess/1986 \
         --llm results/demo/assets/smollm2-135m \
-        [--no-summary] [--standardise-frames]
+        [--no-summary] [--standardise-frames] \
+        [--label-anchor 1.0] [--utterance-token]
+
+``--label-anchor W`` adds the label anchor's loss (weight W) and also
+prints the anchor's own valid accuracy (how well the mapper's outputs
+point at the right class name: the ceiling of what the LLM can read).
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -33,6 +38,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
 from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.features import load_cached_features
+from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.metrics import EmotionMetrics
 
 RECIPE = os.path.join(
@@ -83,12 +89,20 @@ def build(args, labels, layers, train):
         n_layers=layers,
         utterance_summary=args.summary,
         output_norm=True,
+        utterance_token=args.utterance_token,
     )
     mapper.match_scale(llm.hf_model.get_input_embeddings().weight)
     builder = PromptBuilder(
         llm.tokenizer, labels, 32, system_prompt="You are a helpful assistant."
     )
-    return mapper, llm, builder, EmotionDecoder(llm, builder, 8)
+    anchor = LabelAnchor(
+        label_embeddings(
+            llm.hf_model.get_input_embeddings().weight,
+            builder.label_token_ids(),
+        ),
+        token_index=mapper.utterance_token_index,
+    )
+    return mapper, llm, builder, EmotionDecoder(llm, builder, 8), anchor
 
 
 def batch_frames(items, standardise):
@@ -103,16 +117,19 @@ def batch_frames(items, standardise):
     return padded.x.data, padded.x.lengths
 
 
-def evaluate(mapper, decoder, items, labels, standardise):
-    """SER-only accuracy, macro-F1 and the outputs' spread across clips."""
+def evaluate(mapper, decoder, anchor, items, labels, standardise):
+    """SER-only accuracy, macro-F1, the outputs' spread across clips and the
+    label anchor's accuracy."""
     mapper.eval()
     decoder.speech_llm.eval()
-    metrics, outputs = EmotionMetrics(labels), []
+    metrics, outputs, hits = EmotionMetrics(labels), [], 0
     with torch.no_grad():
         for k in range(0, len(items), 16):
             chunk = items[k : k + 16]
             embeddings = mapper(*batch_frames(chunk, standardise))
             outputs.append(embeddings)
+            guesses = anchor(embeddings).argmax(-1).tolist()
+            hits += sum(labels[g] == e for g, (*_, e) in zip(guesses, chunk))
             out = decoder.run_mode(embeddings, "ser_only")
             metrics.append(
                 [u for u, _, _ in chunk], out["labels"], [e for *_, e in chunk]
@@ -120,10 +137,13 @@ def evaluate(mapper, decoder, items, labels, standardise):
     stats = metrics.summarize()
     out = torch.cat(outputs)
     spread = (out - out.mean(0)).pow(2).mean().sqrt() / out.pow(2).mean().sqrt()
-    return stats["accuracy"], stats["macro_f1"], spread.item()
+    anchor_accuracy = hits / len(items)
+    return stats["accuracy"], stats["macro_f1"], spread.item(), anchor_accuracy
 
 
-def train_epoch(mapper, llm, builder, optimizer, items, args, standardise):
+def train_epoch(
+    mapper, llm, builder, anchor, optimizer, items, args, standardise
+):
     """One epoch of SER-only answers; mean emotion-token cross-entropy."""
     mapper.train()
     llm.train()
@@ -145,16 +165,21 @@ def train_epoch(mapper, llm, builder, optimizer, items, args, standardise):
             ],
             per_key_padding_kwargs={"spans": {"value": -1}},
         )
+        embeddings = mapper(*batch_frames(chunk, standardise))
         out = llm(
-            mapper(*batch_frames(chunk, standardise)),
+            embeddings,
             ids.ids.data,
             torch.tensor([len(e["input_ids"]) for e in examples]),
             torch.tensor([e["audio_start"] for e in examples]),
             ids.spans.data,
             torch.ones(3),
         )
+        loss = out["emotion"]
+        if args.label_anchor > 0:
+            targets = torch.tensor([builder.labels.index(e) for *_, e in chunk])
+            loss = loss + args.label_anchor * anchor.loss(embeddings, targets)
         optimizer.zero_grad()
-        out["emotion"].backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 5)
         optimizer.step()
         total, steps = total + out["emotion"].item(), steps + 1
@@ -172,6 +197,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=12)
     parser.add_argument("--no-summary", dest="summary", action="store_false")
     parser.add_argument("--standardise-frames", action="store_true")
+    parser.add_argument("--label-anchor", type=float, default=0.0)
+    parser.add_argument("--utterance-token", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(RECIPE, "emosllm"))
@@ -189,7 +216,9 @@ def main():
     layers = (
         data["train"][0][1].shape[1] if data["train"][0][1].dim() == 3 else None
     )
-    mapper, llm, builder, decoder = build(args, labels, layers, data["train"])
+    mapper, llm, builder, decoder, anchor = build(
+        args, labels, layers, data["train"]
+    )
     standardise = None
     if args.standardise_frames:
         frames = layer_norm(torch.cat([f for _, f, _ in data["train"]]))
@@ -202,18 +231,28 @@ def main():
     for epoch in range(1, args.epochs + 1):
         start = time.time()
         loss = train_epoch(
-            mapper, llm, builder, optimizer, data["train"], args, standardise
+            mapper,
+            llm,
+            builder,
+            anchor,
+            optimizer,
+            data["train"],
+            args,
+            standardise,
         )
-        acc, f1, spread = evaluate(
-            mapper, decoder, data["valid"], labels, standardise
+        acc, f1, spread, anchored = evaluate(
+            mapper, decoder, anchor, data["valid"], labels, standardise
         )
         print(
             f"epoch {epoch}: train emotion CE {loss:.3f}, valid SER-only "
-            f"acc {acc:.3f} macro-F1 {f1:.3f}, output spread/RMS "
-            f"{spread:.3f} ({time.time() - start:.0f} s)",
+            f"acc {acc:.3f} macro-F1 {f1:.3f}, label anchor acc "
+            f"{anchored:.3f}, output spread/RMS {spread:.3f} "
+            f"({time.time() - start:.0f} s)",
             flush=True,
         )
-    acc, f1, _ = evaluate(mapper, decoder, data["test"], labels, standardise)
+    acc, f1, _, _ = evaluate(
+        mapper, decoder, anchor, data["test"], labels, standardise
+    )
     print(f"test SER-only acc {acc:.3f} macro-F1 {f1:.3f}")
 
 
