@@ -26,7 +26,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechbrain_emosllm*"]),
-    package_data={"speechbrain_emosllm": ["presets/*/*.yaml"]},
+    package_data={
+        "speechbrain_emosllm": ["presets/*.yaml", "presets/*/*.yaml"]
+    },
     install_requires=[
         "torch>=2.11,<3",
         "torchaudio>=2.11,<3",

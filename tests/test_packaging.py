@@ -78,9 +78,11 @@ def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     presets = [
         os.path.relpath(path, PRESETS_FOLDER.parent.parent)
-        for path in glob.glob(str(PRESETS_FOLDER / "*" / "*.yaml"))
+        for path in glob.glob(
+            str(PRESETS_FOLDER / "**" / "*.yaml"), recursive=True
+        )
     ]
-    assert len(presets) >= 7
+    assert len(presets) >= 8  # 7 model presets and the inference template
     assert set(presets) <= set(names)
     assert any(name.endswith("LICENSE") for name in names)
 
@@ -94,22 +96,8 @@ def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
     assert "Would install speechbrain-emosllm-0.1.0" in dry_run.stdout
     assert "torch" not in dry_run.stdout.split("Would install")[-1]
 
-    site = tmp_path / "site"
-    installed = run(
-        [
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(site),
-            wheel,
-        ],
-        cwd=tmp_path,
-    )
-    assert installed.returncode == 0, installed.stdout[-3000:]
-    env = dict(os.environ, PYTHONPATH=str(site), HF_HUB_OFFLINE="1")
+    site = install_wheel(wheel, tmp_path)
+    env = dict(os.environ, PYTHONPATH=site, HF_HUB_OFFLINE="1")
     where = run(
         ["-c", "import speechbrain_emosllm as m; print(m.__file__)"],
         cwd=tmp_path,
