@@ -110,12 +110,10 @@ Python objects it names, so load model folders only from people you trust.
 
 
 def _model_name(source, phase_folder):
-    """A Hub id, or a local folder's name plus where its copy is."""
+    """A Hub id, or a local folder's name and where its copy is."""
     if _local_folder(source, phase_folder) is None:
         return str(source)
-    return (
-        f"{os.path.basename(str(source))} (local folder; see hyperparams.yaml)"
-    )
+    return f"{os.path.basename(str(source))} (a local folder, copied here)"
 
 
 def phase_labels(phase_folder, tree):
@@ -185,6 +183,23 @@ def export_model(phase_folder, model_folder, absolute_base_paths=False):
     return model_folder
 
 
+def _without_comments(node):
+    """A ruamel node without the comments of the phase's YAML.
+
+    They describe keys of the training file, not of the model folder.
+    """
+    if hasattr(node, "ca"):
+        node.ca.items.clear()
+        node.ca.comment = None
+        node.ca.end = []
+    children = node.values() if hasattr(node, "values") else []
+    if isinstance(node, list):
+        children = node
+    for child in children:
+        _without_comments(child)
+    return node
+
+
 def _as_yaml(value):
     """A reference (text starting with !ref) as a tagged scalar."""
     if isinstance(value, str) and value.startswith("!ref "):
@@ -223,7 +238,8 @@ def write_inference_yaml(tree, labels, sources, path, note=""):
         "max_audio_seconds": tree["max_train_seconds"],
         "encoder_source": _as_yaml(sources["encoder"]),
         "llm_source": _as_yaml(sources["llm"]),
-        "encoder": encoder,
+        "encoder": _without_comments(encoder),
+        "qpmapper": _without_comments(tree["qpmapper"]),
     }
     for key, value in model.items():
         placeholder = getattr(value, "tag", None)
