@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 
-from speechbrain_emosllm.modes import AUDIO_ONLY_MODES
+from speechbrain_emosllm.modes import AUDIO_ONLY_MODES, DEFAULT_MODE
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
 
@@ -163,7 +163,7 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="exported model folder")
     parser.add_argument(
         "--mode",
-        default="joint_generated",
+        default=DEFAULT_MODE,
         choices=AUDIO_ONLY_MODES,
     )
     parser.add_argument(

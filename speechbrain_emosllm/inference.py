@@ -18,7 +18,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_emosllm.audio import read_audio_file
 from speechbrain_emosllm.decoding import EmotionDecoder
-from speechbrain_emosllm.modes import get_mode
+from speechbrain_emosllm.modes import DEFAULT_MODE, get_mode
 from speechbrain_emosllm.prompts import PromptBuilder
 
 # Shortest audio the model classifies (encoders' convolutions need a few
@@ -167,7 +167,7 @@ class EmotionLLM(Pretrained):
 
     @torch.no_grad()
     def predict_batch(
-        self, wavs, wav_lens=None, mode="joint_generated", transcripts=None
+        self, wavs, wav_lens=None, mode=DEFAULT_MODE, transcripts=None
     ):
         """Emotion (and transcript) of each waveform of a batch.
 
@@ -211,7 +211,7 @@ class EmotionLLM(Pretrained):
         return results
 
     def classify_batch(
-        self, wavs, wav_lens=None, mode="joint_generated", transcripts=None
+        self, wavs, wav_lens=None, mode=DEFAULT_MODE, transcripts=None
     ):
         """Emotion of each waveform, in SpeechBrain's classifier convention.
 
@@ -242,7 +242,7 @@ class EmotionLLM(Pretrained):
             self.predict_batch(wavs, wav_lens, mode, transcripts), self.labels
         )
 
-    def classify_file(self, path, mode="joint_generated", transcript=None):
+    def classify_file(self, path, mode=DEFAULT_MODE, transcript=None):
         """Emotion of one audio file, in SpeechBrain's classifier convention.
 
         Long files are cut into windows as in ``predict_file``.
@@ -265,7 +265,7 @@ class EmotionLLM(Pretrained):
             [self.predict_file(path, mode, transcript)], self.labels
         )
 
-    def predict_file(self, path, mode="joint_generated", transcript=None):
+    def predict_file(self, path, mode=DEFAULT_MODE, transcript=None):
         """Emotion (and transcript) of one audio file.
 
         Arguments
@@ -289,7 +289,7 @@ class EmotionLLM(Pretrained):
         )
 
     def predict_signal(
-        self, signal, mode="joint_generated", transcript=None, name=None
+        self, signal, mode=DEFAULT_MODE, transcript=None, name=None
     ):
         """Emotion (and transcript) of one waveform of any length.
 

@@ -65,6 +65,8 @@ MODES = {
         InferenceMode("asr", "asr", transcribes=True, predicts_emotion=False),
     )
 }
+# What EmotionLLM and emosllm-infer run unless told otherwise.
+DEFAULT_MODE = "joint_generated"
 EMOTION_MODES = tuple(n for n, m in MODES.items() if m.predicts_emotion)
 TRANSCRIBING_MODES = tuple(n for n, m in MODES.items() if m.transcribes)
 # Modes that run on audio alone (what emosllm-infer offers).
