@@ -197,8 +197,8 @@ def load_brain(
     config = SCALES[scale]
     batch_size = batch or config["batch"]
     models = save_random_models(scale, os.path.join(work, "models"))
-    enc = preset("encoder_preset", config["encoder"])
-    llm = preset("llm_preset", config["llm"])
+    # encoder_dim / llm_dim follow from the presets' configs, which the
+    # random models were built from.
     overrides = {
         "data_folder": work,
         "manifest_folder": work,
@@ -207,10 +207,8 @@ def load_brain(
         "n_classes": config["classes"],
         "encoder_preset": config["encoder"],
         "encoder_source": models["encoder"],
-        "encoder_dim": enc["encoder_dim"],
         "llm_preset": config["llm"],
         "llm_source": models["llm"],
-        "llm_dim": llm["llm_dim"],
         "batch_size": batch_size,
         "num_workers": 0,
         "feature_cache": cached,
