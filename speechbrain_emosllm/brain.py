@@ -80,6 +80,8 @@ class EmoSLLM(sb.Brain):
             self.evaluate_modes(audio_embeddings, batch)
         if self.label_anchor is None:
             return out["loss"]
+        if stage != sb.Stage.TRAIN:
+            self.evaluate_anchor(audio_embeddings, batch)
         anchor_loss = self.label_anchor.loss(
             audio_embeddings,
             torch.as_tensor(batch.emo_index, device=self.device),
@@ -130,6 +132,18 @@ class EmoSLLM(sb.Brain):
                     batch.id, out["labels"], batch.emo, out.get("free_form")
                 )
 
+    def evaluate_anchor(self, audio_embeddings, batch):
+        """Scores the label anchor's own decisions (no LLM).
+
+        How well the audio embeddings point at the right class name: the
+        ceiling of what the LLM reads from them.
+        """
+        with torch.no_grad():
+            guesses = self.label_anchor(audio_embeddings).argmax(-1)
+        self.anchor_metrics.append(
+            batch.id, [self.labels[g] for g in guesses.tolist()], batch.emo
+        )
+
     def on_stage_start(self, stage, epoch=None):
         """Resets the evaluation metrics."""
         if stage == sb.Stage.TRAIN:
@@ -141,6 +155,7 @@ class EmoSLLM(sb.Brain):
         )
         self.emotion = {m: EmotionMetrics(self.labels) for m in self.eval_modes}
         self.wer = {m: self.hparams.wer_computer() for m in self.eval_modes}
+        self.anchor_metrics = EmotionMetrics(self.labels)
 
     def summarize_modes(self):
         """Flat statistics of every evaluated mode."""
@@ -154,6 +169,10 @@ class EmoSLLM(sb.Brain):
                     stats[f"{mode}_invalid"] = summary["invalid_rate"]
             if mode in TRANSCRIBING_MODES:
                 stats[f"{mode}_WER"] = self.wer[mode].summarize("error_rate")
+        anchor = self.anchor_metrics.summarize()
+        if anchor["count"]:
+            stats["label_anchor_acc"] = anchor["accuracy"]
+            stats["label_anchor_macro_f1"] = anchor["macro_f1"]
         return stats
 
     def on_stage_end(self, stage, stage_loss, epoch=None):

@@ -201,6 +201,8 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     )
     for mode in ("ser_only", "prompt_hint", "joint_oracle"):
         assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
+    # The label anchor's own decisions are scored next to the LLM's.
+    assert 0.0 <= summary["label_anchor_macro_f1"] <= 1.0
     # The exported model keeps the recipe's classes and its mapper (every
     # encoder layer, utterance summary) and classifies a real clip.
     from speechbrain_emosllm.export import export_model
