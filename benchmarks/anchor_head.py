@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from speechbrain_emosllm.features import cached_feature_path
-from speechbrain_emosllm.label_anchor import label_embeddings
+from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.linear_probe import pooled_frames
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.prompts import PromptBuilder
@@ -71,7 +71,7 @@ def read_splits(experiment, labels):
     }
 
 
-def train_head(data, directions, scale, epochs, lr, seed, batch_size=12):
+def train_head(data, names, scale, epochs, lr, seed, batch_size=12):
     """The anchor head (layer weights, standardisation, linear map, scaled
     cosine to the class-name embeddings) trained on the anchor loss only;
     returns a function giving class logits of pooled frames."""
@@ -79,7 +79,8 @@ def train_head(data, directions, scale, epochs, lr, seed, batch_size=12):
     x, y = data["train"]
     layer_logits = torch.zeros(x.shape[1], requires_grad=True)
     norm = torch.nn.BatchNorm1d(x.shape[-1], affine=False, momentum=None)
-    linear = torch.nn.Linear(x.shape[-1], directions.shape[1])
+    anchor = LabelAnchor(names, scale=scale, token_index=0)
+    linear = torch.nn.Linear(x.shape[-1], names.shape[1])
     optimizer = torch.optim.AdamW(
         [layer_logits, *linear.parameters()], lr=lr, weight_decay=0.01
     )
@@ -87,8 +88,7 @@ def train_head(data, directions, scale, epochs, lr, seed, batch_size=12):
     def logits(pooled, train=False):
         norm.train(train)
         mixed = torch.einsum("bld,l->bd", pooled, layer_logits.softmax(-1))
-        token = F.normalize(linear(norm(mixed)), dim=-1)
-        return scale * token @ directions.T
+        return anchor(linear(norm(mixed)).unsqueeze(1))
 
     for _ in range(epochs):
         order = torch.randperm(len(y))
@@ -131,9 +131,7 @@ def main():
         .weight.detach()
     )
     builder = PromptBuilder(AutoTokenizer.from_pretrained(args.llm), labels, 1)
-    directions = F.normalize(
-        label_embeddings(table, builder.label_token_ids()), dim=-1
-    )
+    names = label_embeddings(table, builder.label_token_ids())
     data = read_splits(args.experiment, labels)
     probe = os.path.join(args.experiment, "linear_probe", "probe_results.json")
     if os.path.isfile(probe):
@@ -146,9 +144,7 @@ def main():
         for epochs in args.epochs:
             valid, test = [], []
             for seed in range(args.seeds):
-                head = train_head(
-                    data, directions, scale, epochs, args.lr, seed
-                )
+                head = train_head(data, names, scale, epochs, args.lr, seed)
                 valid.append(macro_f1(head, data["valid"], labels))
                 test.append(macro_f1(head, data["test"], labels))
             print(

@@ -231,7 +231,7 @@ def run_phase(argv, prepare_data, class_names):
         table = speech_llm.hf_model.get_input_embeddings().weight
         brain.label_anchor = LabelAnchor(
             label_embeddings(table, builder.label_token_ids()),
-            scale=hparams.get("label_anchor_scale", 10.0),
+            scale=hparams["label_anchor_scale"],
             token_index=hparams["qpmapper"].utterance_token_index,
         ).to(brain.device)
     if hparams["feature_cache"]:
