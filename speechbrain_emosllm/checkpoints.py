@@ -14,7 +14,7 @@ from speechbrain.utils.checkpoints import (
     Checkpointer,
     get_default_hook,
 )
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 # Every phase stores this lower-is-better number in its checkpoints' meta:
 # validation loss or WER in P1/P2, 1 - macro-F1 in P3.
@@ -63,15 +63,19 @@ class AtomicCheckpointer(Checkpointer):
     def save_checkpoint(self, *args, **kwargs):
         """Saves in the staging folder, then renames into place."""
         saved = super().save_checkpoint(*args, **kwargs)
-        if saved is None or not if_main_process():
-            return saved
-        final = pathlib.Path(self.checkpoints_dir) / saved.path.name
-        os.replace(saved.path, final)
-        paramfiles = {
-            name: final / pathlib.Path(path).name
-            for name, path in saved.paramfiles.items()
-        }
-        return Checkpoint(final, saved.meta, paramfiles)
+        if saved is not None and if_main_process():
+            final = pathlib.Path(self.checkpoints_dir) / saved.path.name
+            os.replace(saved.path, final)
+            paramfiles = {
+                name: final / pathlib.Path(path).name
+                for name, path in saved.paramfiles.items()
+            }
+            saved = Checkpoint(final, saved.meta, paramfiles)
+        # Under DDP every process then lists the checkpoints to choose what
+        # to delete, and each deletion is a collective: one that listed
+        # before the rename would choose differently and deadlock the run.
+        ddp_barrier()
+        return saved
 
 
 def find_best_checkpoint(phase_folder):

@@ -26,6 +26,7 @@ from speechbrain_emosllm.prompts import PromptBuilder
 from speechbrain_emosllm.recipe import (
     cache_features,
     feature_folder,
+    leave_process_group,
     load_phase,
 )
 
@@ -296,4 +297,5 @@ def run_linear_probe(argv, prepare_data, class_names):
             f"{result['macro_f1']:.3f} (valid macro-F1 "
             f"{result['valid_macro_f1']:.3f}, l2 {result['l2']})"
         )
+    leave_process_group()
     return results

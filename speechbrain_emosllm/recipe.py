@@ -14,6 +14,7 @@ import json
 import os
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
@@ -260,4 +261,24 @@ def run_phase(argv, prepare_data, class_names):
             min_key=SELECTION_KEY,
             test_loader_kwargs=options["test"],
         )
+    leave_process_group()
     return brain
+
+
+def leave_process_group():
+    """Waits for every process, then leaves the torchrun process group.
+
+    SpeechBrain joins the group (``ddp_init_group``) but never leaves it,
+    and PyTorch asks for ``destroy_process_group`` before exit (it warns,
+    and may leak the group's resources, otherwise). The barrier first lets
+    no process exit while another still talks to it. Called at the end of a
+    successful phase only: after an error, a barrier would wait for
+    processes that will never come.
+
+    Example
+    -------
+    >>> leave_process_group()  # outside torchrun: nothing to leave
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -100,6 +100,66 @@ def test_ddp_two_processes_match_one_process(
     assert ddp_gap < 0.02 * batch_gap, (ddp_gap, batch_gap)
 
 
+# Two gloo processes save three checkpoints into one folder, each better
+# than the last, with the main process renaming late (as on a slow disk).
+CHECKPOINTS_IN_DDP = """
+import sys, time, torch, torch.distributed as dist
+from speechbrain_emosllm import checkpoints
+dist.init_process_group("gloo")
+if dist.get_rank() == 0:
+    rename = checkpoints.os.replace
+    def late_rename(*args):
+        time.sleep(0.5)
+        rename(*args)
+    checkpoints.os.replace = late_rename
+ckpt = checkpoints.AtomicCheckpointer(sys.argv[1], {"w": torch.nn.Linear(2, 2)})
+for error in (3.0, 2.0, 1.0):
+    ckpt.save_and_keep_only(meta={"e": error}, min_keys=["e"], verbosity=0)
+print("kept", sorted(c.meta["e"] for c in ckpt.list_checkpoints()))
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_processes_agree_on_which_checkpoints_to_delete(tmp_path):
+    """Every process must list the new checkpoint before deciding what to
+    delete: a process that looked before the main one renamed it into
+    place deleted nothing, skipped the main process's broadcasts and
+    deadlocked the run (seen in CI as a hang or an abort at exit)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHECKPOINTS_IN_DDP, str(tmp_path)],
+            env=dict(
+                os.environ,
+                RANK=str(rank),
+                WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=port,
+            ),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in range(2)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=60)[0])
+    except subprocess.TimeoutExpired:
+        pytest.fail("the processes deadlocked while deleting checkpoints")
+    finally:
+        for process in processes:
+            process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-2000:]
+        assert "kept [1.0]" in output, output[-2000:]
+
+
 def test_a_killed_run_resumes_mid_epoch(tiny_models, tiny_corpus, tmp_path):
     output = str(tmp_path / "resume")
     overrides = recipe_overrides(
