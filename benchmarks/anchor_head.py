@@ -18,6 +18,10 @@ keeps the SER-only answer under the probe:
     python benchmarks/anchor_head.py --experiment results/demo/ravdess \\
         --llm results/demo/assets/smollm2-135m --scales 10 5 3 --epochs 4
 
+``--regime probe`` trains the head the way the probe is trained instead
+(full batch, training-set standardisation, L2 penalty picked on valid):
+it separates the head's form from its training regime.
+
 Authors
  * speechbrain-emosllm contributors 2026
 """
@@ -32,7 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from speechbrain_emosllm.features import cached_feature_path
 from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
-from speechbrain_emosllm.linear_probe import pooled_frames
+from speechbrain_emosllm.linear_probe import PENALTIES, pooled_frames
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.prompts import PromptBuilder
 
@@ -100,6 +104,52 @@ def train_head(data, names, scale, epochs, lr, seed, batch_size=12):
     return logits
 
 
+def train_head_like_probe(data, names, scale, l2, seed, steps=300):
+    """The same head trained the way the linear probe is: full batch, Adam
+    lr 0.01, inputs standardised with the training statistics, an L2
+    penalty on the linear map (the caller picks it on valid)."""
+    torch.manual_seed(seed)
+    x, y = data["train"]
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-5)
+    layer_logits = torch.zeros(x.shape[1], requires_grad=True)
+    anchor = LabelAnchor(names, scale=scale, token_index=0)
+    linear = torch.nn.Linear(x.shape[-1], names.shape[1])
+    optimizer = torch.optim.Adam([layer_logits, *linear.parameters()], lr=0.01)
+
+    def logits(pooled):
+        standard = (pooled - mean) / std
+        mixed = torch.einsum("bld,l->bd", standard, layer_logits.softmax(-1))
+        return anchor(linear(mixed).unsqueeze(1))
+
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits(x), y)
+        (loss + l2 * linear.weight.pow(2).sum()).backward()
+        optimizer.step()
+    return logits
+
+
+def probe_regime_row(data, names, scale, labels, seeds):
+    """One row: per seed, the L2 penalty with the best valid macro-F1."""
+    valid, test = [], []
+    for seed in range(seeds):
+        heads = [
+            train_head_like_probe(data, names, scale, l2, seed)
+            for l2 in PENALTIES
+        ]
+        scores = [
+            (
+                macro_f1(h, data["valid"], labels),
+                macro_f1(h, data["test"], labels),
+            )
+            for h in heads
+        ]
+        best = max(scores)
+        valid.append(best[0])
+        test.append(best[1])
+    return valid, test
+
+
 def macro_f1(logits, data, labels):
     """Macro-F1 of the head's decisions on one split."""
     x, y = data
@@ -120,6 +170,13 @@ def main():
     parser.add_argument("--epochs", type=int, nargs="+", default=[4])
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--regime",
+        choices=("recipe", "probe"),
+        default="recipe",
+        help="recipe: AdamW mini-batches for --epochs; probe: the linear "
+        "probe's full-batch fit, L2 penalty chosen on valid",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -141,6 +198,18 @@ def main():
                 f"test {result['macro_f1']:.3f}"
             )
     for scale in args.scales:
+        if args.regime == "probe":
+            valid, test = probe_regime_row(
+                data, names, scale, labels, args.seeds
+            )
+            print(
+                f"anchor head s={scale:<4g} probe regime "
+                f"valid {sum(valid) / len(valid):.3f}  "
+                f"test {sum(test) / len(test):.3f}  "
+                f"(test by seed {', '.join(f'{t:.3f}' for t in test)})",
+                flush=True,
+            )
+            continue
         for epochs in args.epochs:
             valid, test = [], []
             for seed in range(args.seeds):

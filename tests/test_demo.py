@@ -295,3 +295,21 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     )
     assert again.returncode == 0
     assert again.stdout.count("already done") == 3
+    # Another corpus in the same folder: stopped before anything is
+    # replaced, never phases trained on one corpus tested on another.
+    options = open(os.path.join(output, "corpus", "corpus_options.json")).read()
+    other = subprocess.run(
+        [*command, "--seed", "99"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=900,
+    )
+    assert other.returncode != 0
+    assert "was trained with other settings or another corpus" in other.stdout
+    assert os.path.join(output, "p1_asr") in other.stdout
+    assert (
+        options
+        == open(os.path.join(output, "corpus", "corpus_options.json")).read()
+    )

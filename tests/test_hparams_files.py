@@ -50,6 +50,7 @@ RAVDESS_KEYS = {
     "qpmapper_utterance_summary",
     "qpmapper_output_norm",
     "label_anchor_weight",
+    "label_anchor_scale",
     "qpmapper_utterance_token",
 }
 

@@ -22,15 +22,6 @@ from speechbrain_emosllm.modes import EMOTION_MODES
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "RAVDESS" / "emosllm"
 PROBES = ("linear_probe", "weighted_layers_probe")
 
-# The eSpeak P1 and P2 of this variant live in <output>/<CURRICULUM>, with
-# the RAVDESS recipe's mapper options (its hparams/ser.yaml).
-CURRICULUM = "ravdess_curriculum"
-MAPPER = {
-    "layer_weighting": True,
-    "qpmapper_utterance_summary": True,
-    "qpmapper_output_norm": True,
-    "qpmapper_utterance_token": True,
-}
 # The emotion phase on 2 CPU cores (see the recipe README for what was
 # measured): batch 12, every test mode.
 FULL = {
@@ -75,15 +66,12 @@ def ravdess_overrides(common, phase, args, output):
         {
             "data_folder": args.ravdess_folder,
             "experiment_folder": os.path.join(output, "ravdess"),
-            "previous_phase_folder": os.path.join(
-                output, CURRICULUM, "p2_asr_lora"
-            ),
+            "previous_phase_folder": os.path.join(output, "p2_asr_lora"),
             "valid_actors": args.valid_actors,
             "test_actors": args.test_actors,
             "label_set": args.label_set,
         }
     )
-    options.update(MAPPER)
     options.update(phase)
     return [f"--{key}={value}" for key, value in options.items()]
 
