@@ -144,10 +144,20 @@ def probe_regime_row(data, names, scale, labels, seeds):
             )
             for h in heads
         ]
-        best = max(scores)
+        best = max(scores, key=lambda score: score[0])  # valid only
         valid.append(best[0])
         test.append(best[1])
     return valid, test
+
+
+def print_row(name, valid, test):
+    """One line of the table: mean valid and test macro-F1 over seeds."""
+    print(
+        f"{name} valid {sum(valid) / len(valid):.3f}  "
+        f"test {sum(test) / len(test):.3f}  "
+        f"(test by seed {', '.join(f'{t:.3f}' for t in test)})",
+        flush=True,
+    )
 
 
 def macro_f1(logits, data, labels):
@@ -202,13 +212,7 @@ def main():
             valid, test = probe_regime_row(
                 data, names, scale, labels, args.seeds
             )
-            print(
-                f"anchor head s={scale:<4g} probe regime "
-                f"valid {sum(valid) / len(valid):.3f}  "
-                f"test {sum(test) / len(test):.3f}  "
-                f"(test by seed {', '.join(f'{t:.3f}' for t in test)})",
-                flush=True,
-            )
+            print_row(f"anchor head s={scale:<4g} probe regime", valid, test)
             continue
         for epochs in args.epochs:
             valid, test = [], []
@@ -216,12 +220,8 @@ def main():
                 head = train_head(data, names, scale, epochs, args.lr, seed)
                 valid.append(macro_f1(head, data["valid"], labels))
                 test.append(macro_f1(head, data["test"], labels))
-            print(
-                f"anchor head s={scale:<4g} ep={epochs:<2d}     "
-                f"valid {sum(valid) / len(valid):.3f}  "
-                f"test {sum(test) / len(test):.3f}  "
-                f"(test by seed {', '.join(f'{t:.3f}' for t in test)})",
-                flush=True,
+            print_row(
+                f"anchor head s={scale:<4g} ep={epochs:<2d}    ", valid, test
             )
 
 
