@@ -92,6 +92,9 @@ class EmoSLLM(sb.Brain):
     current_asr_weight = 1.0
     label_anchor = None
     steps_per_epoch = 1
+    # Set by the recipe with ``utterance_token_fit``: called with the
+    # QPMapper once its start weights are in place (a fresh phase only).
+    fit_utterance_token = None
 
     def make_dataloader(self, dataset, stage, *args, **loader_kwargs):
         """SpeechBrain's loader, whose length paces the ASR weight schedule.
@@ -252,6 +255,9 @@ class EmoSLLM(sb.Brain):
         super().on_fit_start()
         if self.checkpointer.find_checkpoint() is None:
             self.warm_start()
+            if self.fit_utterance_token is not None:
+                mapper = self.modules.qpmapper
+                self.fit_utterance_token(getattr(mapper, "module", mapper))
 
     def warm_start(self):
         """Loads the previous phase's best QPMapper (and LoRA) weights."""

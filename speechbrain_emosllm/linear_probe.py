@@ -23,12 +23,6 @@ from speechbrain_emosllm.dataio import dataio_prepare
 from speechbrain_emosllm.features import load_cached_features
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.prompts import PromptBuilder
-from speechbrain_emosllm.recipe import (
-    cache_features,
-    feature_folder,
-    leave_process_group,
-    load_phase,
-)
 
 
 def pooled_frames(folder, clips):
@@ -56,6 +50,29 @@ def pooled_frames(folder, clips):
             frames = frames[:, None]
         pooled.append(F.layer_norm(frames, frames.shape[-1:]).mean(0))
     return torch.stack(pooled)
+
+
+def pooled_split(folder, dataset):
+    """``pooled_frames`` of a dataset's clips, their classes and ids.
+
+    Arguments
+    ---------
+    folder : str
+        Keyed feature-cache folder holding every clip of ``dataset``.
+    dataset : speechbrain.dataio.dataset.DynamicItemDataset
+        With the ``id``, ``wav`` and ``emo_index`` keys (``dataio_prepare``).
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor, list of str)
+        Pooled frames (utterances, layers, width), class indices, ids.
+    """
+    with dataset.output_keys_as(["id", "wav", "emo_index"]):
+        items = list(dataset)
+    ids = [item["id"] for item in items]
+    y = torch.tensor([item["emo_index"] for item in items])
+    clips = [(item["id"], item["wav"]) for item in items]
+    return pooled_frames(folder, clips), y, ids
 
 
 class LinearProbe(nn.Module):
@@ -250,6 +267,15 @@ def run_linear_probe(argv, prepare_data, class_names):
     dict
         Probe name -> test accuracy, macro-F1 and selection details.
     """
+    # Imported here: the recipe fits its utterance token with this
+    # module's probe (``utterance_token_fit``).
+    from speechbrain_emosllm.recipe import (
+        cache_features,
+        feature_folder,
+        leave_process_group,
+        load_phase,
+    )
+
     hparams, run_opts = load_phase(
         argv,
         defaults={"layer_weighting": True},
@@ -272,15 +298,10 @@ def run_linear_probe(argv, prepare_data, class_names):
     encoder = hparams["encoder"].to(device)
     cache_features(encoder, device, hparams, [train, valid, test])
 
-    splits = {}
-    for name, data in (("train", train), ("valid", valid), ("test", test)):
-        with data.output_keys_as(["id", "wav", "emo_index"]):
-            items = list(data)
-        ids = [item["id"] for item in items]
-        y = torch.tensor([item["emo_index"] for item in items])
-        clips = [(item["id"], item["wav"]) for item in items]
-        x = pooled_frames(hparams["feature_folder"], clips)
-        splits[name] = (x, y, ids)
+    splits = {
+        name: pooled_split(hparams["feature_folder"], data)
+        for name, data in (("train", train), ("valid", valid), ("test", test))
+    }
     results = {
         "linear_probe": select_and_test(splits, labels, False, PENALTIES)
     }

@@ -158,6 +158,7 @@ class QPMapper(nn.Module):
             self.summary_projection = nn.Linear(input_size, d_model)
         if utterance_token:
             self.token_projection = nn.Linear(input_size, output_size)
+        self.frozen_statistics = False
         self.output_norm = output_norm
         if output_norm:
             self.log_output_gain = nn.Parameter(torch.zeros(()))
@@ -216,10 +217,35 @@ class QPMapper(nn.Module):
         rms = embeddings.float().pow(2).mean().sqrt()
         self.log_output_gain.copy_(rms.log())
 
+    def freeze_utterance_token(self):
+        """Stops training from moving the utterance token's classifier.
+
+        Freezes the layer weighting and the token projection, and
+        standardises with the stored statistics in training too
+        (``utterance_token_fit.write_token_probe`` fitted all three).
+
+        Example
+        -------
+        >>> m = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2,
+        ...              num_layers=1, n_layers=2, utterance_token=True)
+        >>> m.freeze_utterance_token()
+        >>> m.token_projection.weight.requires_grad, m.frozen_statistics
+        (False, True)
+        """
+        if self.layer_sum is None or self.token_projection is None:
+            raise ValueError(
+                "Only a QPMapper with n_layers and utterance_token has a "
+                "token classifier to freeze."
+            )
+        self.layer_sum.requires_grad_(False)
+        self.token_projection.requires_grad_(False)
+        self.frozen_statistics = True
+
     def _standardise(self, mean_frame):
         # BatchNorm cannot take batch statistics of a single utterance.
         norm = self.summary_norm
-        if self.training and mean_frame.shape[0] > 1:
+        batch_statistics = self.training and not self.frozen_statistics
+        if batch_statistics and mean_frame.shape[0] > 1:
             return norm(mean_frame)
         return F.batch_norm(
             mean_frame, norm.running_mean, norm.running_var, eps=norm.eps

@@ -17,6 +17,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
@@ -31,6 +32,10 @@ from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
+from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
+
+logger = get_logger(__name__)
+TOKEN_FIT_FILE = "utterance_token_fit.json"
 
 SELECTION_METRICS = ("loss", "WER", "macro_f1")
 
@@ -243,6 +248,8 @@ def run_phase(argv, prepare_data, class_names):
             hparams,
             [train_data, valid_data, *test_sets.values()],
         )
+    if hparams["utterance_token_fit"]:
+        prepare_token_fit(brain, hparams, train_data, valid_data, labels)
     brain.class_weights = class_weights_from(
         train_data, labels, hparams["class_weighting"]
     )
@@ -263,6 +270,42 @@ def run_phase(argv, prepare_data, class_names):
         )
     leave_process_group()
     return brain
+
+
+def prepare_token_fit(brain, hparams, train_data, valid_data, labels):
+    """Freezes the utterance token and has the brain fit it at the start.
+
+    See ``speechbrain_emosllm.utterance_token_fit``. The freeze comes
+    first, before ``fit`` wraps the modules for DDP, and holds on resume;
+    the fit runs on every process (deterministic) on a fresh phase only,
+    after the warm start, and is written to
+    ``<output_folder>/utterance_token_fit.json``.
+    """
+    if not hparams["feature_cache"]:
+        raise ValueError(
+            "utterance_token_fit reads the feature cache: set "
+            "feature_cache: True."
+        )
+    hparams["qpmapper"].freeze_utterance_token()
+    table = hparams["speech_llm"].hf_model.get_input_embeddings().weight
+    builder = brain.decoder.builder
+    embeddings = label_embeddings(table, builder.label_token_ids()).detach()
+
+    def fit(mapper):
+        report = fit_utterance_token(
+            mapper,
+            hparams["feature_folder"],
+            {"train": train_data, "valid": valid_data},
+            labels,
+            embeddings,
+        )
+        logger.info("Utterance token fitted as a linear probe: %s", report)
+        if if_main_process():
+            path = os.path.join(hparams["output_folder"], TOKEN_FIT_FILE)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+
+    brain.fit_utterance_token = fit
 
 
 def leave_process_group():

@@ -220,6 +220,12 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     result = model.predict_file(clip, mode="ser_only")
     assert result["label"] in label_names("nhsa4")
     assert model.mods.qpmapper.summary_norm is not None
+    # The utterance token was fitted as a probe before training and stayed
+    # frozen: the exported mapper has the layer weighting the fit chose.
+    fit = json.load(open(tmp_path / "out" / "ser" / "utterance_token_fit.json"))
+    assert set(fit) == {"layer_weights", "l2", "valid_macro_f1"}
+    exported = model.mods.qpmapper.layer_sum.layer_weights().tolist()
+    assert exported == pytest.approx(fit["layer_weights"], abs=2e-3)
 
     # The probe and the phase share one all-layers cache: each clip once.
     cache = tmp_path / "out" / "feature_cache"

@@ -1,0 +1,108 @@
+"""The utterance token fitted as a linear probe, then frozen."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechbrain_emosllm import QPMapper
+from speechbrain_emosllm.label_anchor import LabelAnchor
+from speechbrain_emosllm.utterance_token_fit import (
+    fit_token_probe,
+    layer_candidates,
+    write_token_probe,
+)
+
+LABELS = ["Neutral", "Happy", "Sad", "Angry"]
+LAYERS, WIDTH = 3, 8
+
+
+def clips(count, seed):
+    """Frames whose class shows in layer 2's mean only (a small offset)."""
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.randn(
+        len(LABELS), WIDTH, generator=torch.Generator().manual_seed(0)
+    )
+    labels = torch.arange(count) % len(LABELS)
+    frames = torch.randn(count, 20, LAYERS, WIDTH, generator=generator)
+    frames[:, :, 2] += 0.5 * offsets[labels][:, None]
+    return frames, labels
+
+
+def pooled(frames):
+    return F.layer_norm(frames, frames.shape[-1:]).mean(1)
+
+
+def mapper():
+    torch.manual_seed(0)
+    return QPMapper(
+        WIDTH,
+        16,
+        n_queries=3,
+        d_model=16,
+        nhead=2,
+        num_layers=1,
+        dropout=0.0,
+        n_layers=LAYERS,
+        utterance_summary=True,
+        output_norm=True,
+        utterance_token=True,
+    )
+
+
+def fitted(model, class_embeddings):
+    train, valid = clips(120, 1), clips(60, 2)
+    splits = {
+        "train": (pooled(train[0]), train[1], None),
+        "valid": (pooled(valid[0]), valid[1], [str(i) for i in range(60)]),
+    }
+    current = model.layer_sum.layer_weights()
+    fit = fit_token_probe(splits, LABELS, layer_candidates(current, LAYERS))
+    write_token_probe(model, fit, class_embeddings)
+    model.freeze_utterance_token()
+    return fit
+
+
+def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it():
+    """The fitted token's cosine profile ranks the classes like the probe,
+    and training the rest of the mapper (the LLM's loss stands in as a
+    loss on the other outputs) leaves the token's classifier unchanged."""
+    model = mapper()
+    names = torch.randn(len(LABELS), 16)
+    fit = fitted(model, names)
+    assert fit["layer_weights"] == [0.0, 0.0, 1.0]  # the informative (last) layer
+    assert fit["valid_macro_f1"] > 0.9
+
+    test_frames, _ = clips(40, 3)
+    anchor = LabelAnchor(names, scale=5.0, token_index=0)
+    model.eval()
+    probe_logits = fit["probe"](pooled(test_frames)[:, 2:3])
+    decisions = anchor(model(test_frames)).argmax(-1)
+    assert torch.equal(decisions, probe_logits.argmax(-1))
+
+    frozen = {
+        name: value.clone()
+        for name, value in model.state_dict().items()
+        if name.startswith(("layer_sum", "token_projection", "summary_norm"))
+    }
+    queries = model.queries.detach().clone()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    frames, _ = clips(16, 4)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model(frames)[:, 1:].pow(2).mean().backward()
+        optimizer.step()
+    state = model.state_dict()
+    for name, value in frozen.items():
+        assert torch.equal(state[name], value), name
+    assert not torch.equal(model.queries, queries)  # the rest still learns
+    model.eval()
+    assert torch.equal(anchor(model(test_frames)).argmax(-1), decisions)
+
+
+def test_a_mapper_without_layers_or_token_cannot_be_fitted():
+    plain = QPMapper(WIDTH, 16, n_queries=2, d_model=16, nhead=2, num_layers=1)
+    with pytest.raises(ValueError, match="layer_weighting"):
+        write_token_probe(plain, {"probe": None}, torch.randn(4, 16))
+    with pytest.raises(ValueError, match="utterance_token"):
+        plain.freeze_utterance_token()
