@@ -190,6 +190,48 @@ def probe_scores(probe, x, y, ids, labels):
     return metrics.summarize()
 
 
+def select_on_valid(splits, labels, weighted_layers, penalties, seed=0):
+    """Trains one probe per L2 penalty and keeps the best on valid.
+
+    Arguments
+    ---------
+    splits : dict
+        ``train`` and ``valid`` -> (x, y, ids).
+    labels : list of str
+        Class names.
+    weighted_layers : bool
+        Learn a weighting of the layers.
+    penalties : list of float
+        L2 penalties to try (the first wins a tie).
+    seed : int
+        Seed of each probe's initialisation.
+
+    Returns
+    -------
+    (float, float, LinearProbe)
+        Valid macro-F1, L2 penalty and the probe.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(30, 1, 4); y = (x[:, 0, 0] > 0).long()
+    >>> data = {s: (x, y, [str(i) for i in range(30)])
+    ...         for s in ("train", "valid")}
+    >>> f1, l2, probe = select_on_valid(data, ["A", "B"], False, [1e-3, 10])
+    >>> f1 > 0.8, l2
+    (True, 0.001)
+    """
+    best = None
+    x, y, _ = splits["train"]
+    for l2 in penalties:
+        torch.manual_seed(seed)
+        probe = train_probe(x, y, len(labels), weighted_layers, l2)
+        valid = probe_scores(probe, *splits["valid"], labels)["macro_f1"]
+        if best is None or valid > best[0]:
+            best = (valid, l2, probe)
+    return best
+
+
 def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
     """Trains one probe per L2 penalty, keeps the best on valid, tests it.
 
@@ -222,15 +264,9 @@ def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
     >>> out["accuracy"] > 0.8, len(out["layer_weights"])
     (True, 2)
     """
-    best = None
-    for l2 in penalties:
-        torch.manual_seed(seed)
-        x, y, _ = splits["train"]
-        probe = train_probe(x, y, len(labels), weighted_layers, l2)
-        valid = probe_scores(probe, *splits["valid"], labels)["macro_f1"]
-        if best is None or valid > best[0]:
-            best = (valid, l2, probe)
-    valid_f1, l2, probe = best
+    valid_f1, l2, probe = select_on_valid(
+        splits, labels, weighted_layers, penalties, seed
+    )
     test = probe_scores(probe, *splits["test"], labels)
     result = {
         "accuracy": test["accuracy"],

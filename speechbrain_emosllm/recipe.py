@@ -233,10 +233,11 @@ def run_phase(argv, prepare_data, class_names):
     brain.decoder = EmotionDecoder(
         speech_llm, builder, hparams["max_new_tokens"]
     )
+    table = speech_llm.hf_model.get_input_embeddings().weight
+    class_embeddings = label_embeddings(table, builder.label_token_ids())
     if hparams["label_anchor_weight"] > 0:
-        table = speech_llm.hf_model.get_input_embeddings().weight
         brain.label_anchor = LabelAnchor(
-            label_embeddings(table, builder.label_token_ids()),
+            class_embeddings,
             scale=hparams["label_anchor_scale"],
             token_index=hparams["qpmapper"].utterance_token_index,
         ).to(brain.device)
@@ -249,7 +250,8 @@ def run_phase(argv, prepare_data, class_names):
             [train_data, valid_data, *test_sets.values()],
         )
     if hparams["utterance_token_fit"]:
-        prepare_token_fit(brain, hparams, train_data, valid_data, labels)
+        datasets = {"train": train_data, "valid": valid_data}
+        prepare_token_fit(brain, hparams, datasets, labels, class_embeddings)
     brain.class_weights = class_weights_from(
         train_data, labels, hparams["class_weighting"]
     )
@@ -272,7 +274,7 @@ def run_phase(argv, prepare_data, class_names):
     return brain
 
 
-def prepare_token_fit(brain, hparams, train_data, valid_data, labels):
+def prepare_token_fit(brain, hparams, datasets, labels, class_embeddings):
     """Freezes the utterance token and has the brain fit it at the start.
 
     See ``speechbrain_emosllm.utterance_token_fit``. The freeze comes
@@ -287,17 +289,14 @@ def prepare_token_fit(brain, hparams, train_data, valid_data, labels):
             "feature_cache: True."
         )
     hparams["qpmapper"].freeze_utterance_token()
-    table = hparams["speech_llm"].hf_model.get_input_embeddings().weight
-    builder = brain.decoder.builder
-    embeddings = label_embeddings(table, builder.label_token_ids()).detach()
 
     def fit(mapper):
         report = fit_utterance_token(
             mapper,
             hparams["feature_folder"],
-            {"train": train_data, "valid": valid_data},
+            datasets,
             labels,
-            embeddings,
+            class_embeddings.detach(),
         )
         logger.info("Utterance token fitted as a linear probe: %s", report)
         if if_main_process():

@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from speechbrain_emosllm.linear_probe import (
     PENALTIES,
     pooled_split,
-    probe_scores,
-    train_probe,
+    select_on_valid,
 )
 
 
@@ -130,17 +129,16 @@ def fit_token_probe(splits, labels, weightings, penalties=PENALTIES, seed=0):
             name: (torch.einsum("bld,l->bd", x, weights)[:, None], y, ids)
             for name, (x, y, ids) in splits.items()
         }
-        for l2 in penalties:
-            torch.manual_seed(seed)
-            probe = train_probe(*mixed["train"][:2], len(labels), False, l2)
-            valid = probe_scores(probe, *mixed["valid"], labels)["macro_f1"]
-            if best is None or valid > best["valid_macro_f1"]:
-                best = {
-                    "probe": probe,
-                    "layer_weights": [round(w, 3) for w in weights.tolist()],
-                    "l2": l2,
-                    "valid_macro_f1": valid,
-                }
+        valid, l2, probe = select_on_valid(
+            mixed, labels, False, penalties, seed
+        )
+        if best is None or valid > best["valid_macro_f1"]:
+            best = {
+                "probe": probe,
+                "layer_weights": [round(w, 3) for w in weights.tolist()],
+                "l2": l2,
+                "valid_macro_f1": valid,
+            }
     return best
 
 
