@@ -265,12 +265,17 @@ class EmoSLLM(sb.Brain):
         if folder is None:
             return
         checkpoint = find_best_checkpoint(folder)
+        # A token fitted afresh need not have its predecessor's shape.
+        refit = None
+        if self.fit_utterance_token is not None:
+            refit = {"qpmapper": "token_projection."}
         loaded = transfer_parameters(
             checkpoint,
             {
                 "qpmapper": self.modules.qpmapper,
                 "speech_llm": self.modules.speech_llm,
             },
+            refit=refit,
         )
         # The predecessor may have seen another corpus (the RAVDESS phase
         # starts from eSpeak): standardise with this phase's clips.

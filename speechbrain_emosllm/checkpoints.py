@@ -7,6 +7,7 @@ Authors
 import os
 import pathlib
 
+import torch
 from speechbrain.utils.checkpoints import (
     DEFAULT_LOAD_HOOKS,
     DEFAULT_TRANSFER_HOOKS,
@@ -113,7 +114,7 @@ def find_best_checkpoint(phase_folder):
     return checkpoint
 
 
-def transfer_parameters(checkpoint, modules):
+def transfer_parameters(checkpoint, modules, refit=None):
     """Loads the parameter files of ``checkpoint`` into ``modules``.
 
     Uses each module's SpeechBrain transfer (or load) hook, so custom
@@ -126,6 +127,11 @@ def transfer_parameters(checkpoint, modules):
         Source checkpoint.
     modules : dict
         Recoverable name -> module.
+    refit : dict, optional
+        Recoverable name -> prefix of the parameters that this phase sets
+        afresh (e.g. ``"token_projection."``): they are not loaded, so the
+        predecessor's may have another shape; every other parameter must
+        match (``load_parameters_except``).
 
     Returns
     -------
@@ -137,9 +143,56 @@ def transfer_parameters(checkpoint, modules):
         path = checkpoint.paramfiles.get(name)
         if path is None:
             continue
+        if name in (refit or {}):
+            load_parameters_except(module, path, refit[name])
+            loaded.append(name)
+            continue
         hook = get_default_hook(module, DEFAULT_TRANSFER_HOOKS)
         if hook is None:
             hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
         hook(module, path)
         loaded.append(name)
     return loaded
+
+
+def load_parameters_except(module, path, prefix):
+    """Loads a state dict file into ``module``, except ``prefix...`` keys.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        Target (a DDP wrapper is looked through).
+    path : str
+        A ``torch.save``'d state dict.
+    prefix : str
+        Parameters whose names start with it keep the module's values.
+
+    Example
+    -------
+    >>> import torch, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.ckpt")
+    >>> old = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2),
+    ...                            "b": torch.nn.Linear(3, 1)})
+    >>> torch.save(old.state_dict(), path)
+    >>> new = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2),
+    ...                            "b": torch.nn.Linear(3, 5)})
+    >>> load_parameters_except(new, path, "b.")
+    >>> torch.equal(new["a"].weight, old["a"].weight), new["b"].out_features
+    (True, 5)
+    >>> try:
+    ...     load_parameters_except(torch.nn.Linear(3, 5), path, "b.")
+    ... except ValueError as error:
+    ...     print(str(error).split("; ")[-1])
+    missing weight, bias
+    """
+    target = getattr(module, "module", module)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    result = target.load_state_dict(kept, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(prefix)]
+    if result.unexpected_keys or missing:
+        raise ValueError(
+            f"{os.path.basename(path)} does not fit the module: unexpected "
+            f"{', '.join(result.unexpected_keys) or 'nothing'}; missing "
+            f"{', '.join(missing) or 'nothing'}"
+        )

@@ -21,6 +21,7 @@ from speechbrain.lobes.models.transformer.Transformer import (
 from torch import nn
 
 from speechbrain_emosllm.layer_weights import WeightedLayerSum
+from speechbrain_emosllm.posterior_token import ClassPosteriorToken
 
 
 class QPMapper(nn.Module):
@@ -79,6 +80,10 @@ class QPMapper(nn.Module):
         mean frame (the linear probe's input) instead of a query's
         output: one utterance-level vector for the LLM to read, next to
         the ``n_queries - 1`` query outputs.
+    token_classes : int, optional
+        With ``utterance_token``, make the token a class posterior in the
+        LLM's space (``ClassPosteriorToken``) instead of a linear
+        projection; ``utterance_token_fit`` fits it as a linear probe.
     output_norm : bool
         RMS-normalise each output vector and multiply it by a learned gain
         (``output_gain``, kept in log space), which ``match_scale`` sets to
@@ -97,6 +102,11 @@ class QPMapper(nn.Module):
     >>> layered = QPMapper(16, 24, n_queries=4, d_model=32, nhead=4,
     ...                    num_layers=1, n_layers=3)
     >>> layered(torch.randn(2, 50, 3, 16)).shape
+    torch.Size([2, 4, 24])
+    >>> posterior = QPMapper(16, 24, n_queries=4, d_model=32, nhead=4,
+    ...                      num_layers=1, utterance_token=True,
+    ...                      token_classes=3)
+    >>> posterior(frames).shape
     torch.Size([2, 4, 24])
     """
 
@@ -117,6 +127,7 @@ class QPMapper(nn.Module):
         utterance_summary=False,
         output_norm=False,
         utterance_token=False,
+        token_classes=None,
     ):
         super().__init__()
         self.n_queries = n_queries
@@ -156,7 +167,11 @@ class QPMapper(nn.Module):
             )
         if utterance_summary:
             self.summary_projection = nn.Linear(input_size, d_model)
-        if utterance_token:
+        if utterance_token and token_classes:
+            self.token_projection = ClassPosteriorToken(
+                input_size, token_classes, output_size
+            )
+        elif utterance_token:
             self.token_projection = nn.Linear(input_size, output_size)
         self.frozen_statistics = False
         self.output_norm = output_norm

@@ -32,7 +32,10 @@ from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
-from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
+from speechbrain_emosllm.utterance_token_fit import (
+    check_token_classes,
+    fit_utterance_token,
+)
 
 logger = get_logger(__name__)
 TOKEN_FIT_FILE = "utterance_token_fit.json"
@@ -201,6 +204,7 @@ def run_phase(argv, prepare_data, class_names):
     if not hparams["skip_prep"]:
         run_on_main(prepare_data, args=[hparams])
     labels = class_names(hparams)
+    check_token_classes(hparams["qpmapper"], labels)
     if if_main_process():  # read by export
         path = os.path.join(hparams["output_folder"], LABELS_FILE)
         with open(path, "w", encoding="utf-8") as f:

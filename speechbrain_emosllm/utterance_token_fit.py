@@ -16,8 +16,10 @@ L2 penalty and layer chosen on valid), written into the mapper and frozen
 for the phase: the LLM learns to read a converged classifier instead of
 chasing a moving one. The token is laid out so that its cosine similarity
 to each class name's embedding is proportional to that class's probe
-logit (the pseudo-inverse of the class directions), i.e. the label
-anchor's decision *is* the probe's decision, in the LLM's word space.
+logit (the pseudo-inverse of the class directions), or with
+``qpmapper_token_classes`` to its posterior (``ClassPosteriorToken``,
+which the LLM reads more faithfully), i.e. the label anchor's decision
+*is* the probe's decision, in the LLM's word space.
 Neither the paper nor SpeechBrain's speech-LLM recipe does this.
 
 Authors
@@ -32,6 +34,7 @@ from speechbrain_emosllm.linear_probe import (
     pooled_split,
     select_on_valid,
 )
+from speechbrain_emosllm.posterior_token import ClassPosteriorToken
 
 
 def class_dual_basis(class_embeddings):
@@ -148,7 +151,8 @@ def write_token_probe(mapper, fit, class_embeddings):
 
     Sets the layer weighting, the summary standardisation and the token
     projection so that the token is ``P @ probe_logits`` (see
-    ``class_dual_basis``). Call ``QPMapper.freeze_utterance_token`` too,
+    ``class_dual_basis``), or ``P @ softmax(probe_logits)`` with a
+    ``ClassPosteriorToken``. Call ``QPMapper.freeze_utterance_token`` too,
     or training moves it again.
 
     Arguments
@@ -192,8 +196,12 @@ def write_token_probe(mapper, fit, class_embeddings):
     norm.running_var.copy_(probe.std[0].pow(2) - norm.eps)
     dual = class_dual_basis(class_embeddings.to(probe.mean.device))
     projection = mapper.token_projection
-    projection.weight.copy_(dual @ probe.linear.weight)
-    projection.bias.copy_(dual @ probe.linear.bias)
+    if isinstance(projection, ClassPosteriorToken):
+        projection.classifier.load_state_dict(probe.linear.state_dict())
+        projection.readout.weight.copy_(dual)
+    else:
+        projection.weight.copy_(dual @ probe.linear.weight)
+        projection.bias.copy_(dual @ probe.linear.bias)
 
 
 def fit_utterance_token(mapper, folder, datasets, labels, class_embeddings):
@@ -226,3 +234,34 @@ def fit_utterance_token(mapper, folder, datasets, labels, class_embeddings):
     write_token_probe(mapper, fit, class_embeddings)
     mapper.freeze_utterance_token()
     return {key: value for key, value in fit.items() if key != "probe"}
+
+
+def check_token_classes(mapper, labels):
+    """Fails early when a posterior token's size is not the label count.
+
+    Arguments
+    ---------
+    mapper : QPMapper
+        The phase's mapper.
+    labels : list of str
+        The phase's class names.
+
+    Example
+    -------
+    >>> from speechbrain_emosllm.qpmapper import QPMapper
+    >>> m = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2, num_layers=1,
+    ...              utterance_token=True, token_classes=3)
+    >>> check_token_classes(m, ["a", "b", "c"])
+    >>> try:
+    ...     check_token_classes(m, ["a", "b"])
+    ... except ValueError as error:
+    ...     print(str(error).split(": ")[-1])
+    pass --qpmapper_token_classes=2.
+    """
+    classes = getattr(mapper.token_projection, "n_classes", None)
+    if classes is not None and classes != len(labels):
+        raise ValueError(
+            f"qpmapper_token_classes is {classes}, but the label set has "
+            f"{len(labels)} classes ({', '.join(labels)}): pass "
+            f"--qpmapper_token_classes={len(labels)}."
+        )

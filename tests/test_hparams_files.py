@@ -52,6 +52,7 @@ RAVDESS_KEYS = {
     "label_anchor_weight",
     "label_anchor_scale",
     "qpmapper_utterance_token",
+    "qpmapper_token_classes",
     "utterance_token_fit",
 }
 

@@ -157,6 +157,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
         "--valid_actors=3",
         "--test_actors=4",
         "--label_set=nhsa4",
+        "--qpmapper_token_classes=4",
         "--encoder_preset=whisper_tiny_en",
         f"--encoder_source={whisper}",
         "--encoder_dim=32",
@@ -226,6 +227,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     assert set(fit) == {"layer_weights", "l2", "valid_macro_f1"}
     exported = model.mods.qpmapper.layer_sum.layer_weights().tolist()
     assert exported == pytest.approx(fit["layer_weights"], abs=2e-3)
+    assert model.mods.qpmapper.token_projection.n_classes == 4
 
     # The probe and the phase share one all-layers cache: each clip once.
     cache = tmp_path / "out" / "feature_cache"

@@ -5,8 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_emosllm import QPMapper
+from speechbrain_emosllm.checkpoints import load_parameters_except
 from speechbrain_emosllm.label_anchor import LabelAnchor
+from speechbrain_emosllm.posterior_token import ClassPosteriorToken
 from speechbrain_emosllm.utterance_token_fit import (
+    check_token_classes,
     fit_token_probe,
     layer_candidates,
     write_token_probe,
@@ -32,7 +35,7 @@ def pooled(frames):
     return F.layer_norm(frames, frames.shape[-1:]).mean(1)
 
 
-def mapper():
+def mapper(token_classes=None):
     torch.manual_seed(0)
     return QPMapper(
         WIDTH,
@@ -46,6 +49,7 @@ def mapper():
         utterance_summary=True,
         output_norm=True,
         utterance_token=True,
+        token_classes=token_classes,
     )
 
 
@@ -62,11 +66,12 @@ def fitted(model, class_embeddings):
     return fit
 
 
-def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it():
+@pytest.mark.parametrize("token_classes", [None, len(LABELS)])
+def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it(token_classes):
     """The fitted token's cosine profile ranks the classes like the probe,
     and training the rest of the mapper (the LLM's loss stands in as a
     loss on the other outputs) leaves the token's classifier unchanged."""
-    model = mapper()
+    model = mapper(token_classes)
     names = torch.randn(len(LABELS), 16)
     fit = fitted(model, names)
     assert fit["layer_weights"] == [0.0, 0.0, 1.0]  # the informative last
@@ -106,3 +111,41 @@ def test_a_mapper_without_layers_or_token_cannot_be_fitted():
         write_token_probe(plain, {"probe": None}, torch.randn(4, 16))
     with pytest.raises(ValueError, match="utterance_token"):
         plain.freeze_utterance_token()
+
+
+def test_a_posterior_token_carries_the_probe_posterior():
+    """Along each class name's unit embedding, the token reads that
+    class's probe posterior: the likely classes are the whole vector."""
+    model = mapper(token_classes=len(LABELS))
+    assert isinstance(model.token_projection, ClassPosteriorToken)
+    names = torch.randn(len(LABELS), 16)
+    fit = fitted(model, names)
+    model.eval()
+    mean_frames = pooled(clips(40, 3)[0])[:, 2]
+    norm = model.summary_norm
+    standardised = (mean_frames - norm.running_mean) / torch.sqrt(
+        norm.running_var + norm.eps
+    )
+    token = model.token_projection(standardised)
+    along = token @ F.normalize(names, dim=-1).T
+    posterior = fit["probe"](mean_frames[:, None]).softmax(-1)
+    assert torch.allclose(along, posterior, atol=1e-4)
+
+
+def test_a_posterior_token_starts_from_a_linear_token_predecessor(tmp_path):
+    """The emotion phase warm-starts from an ASR phase whose token was a
+    linear projection: everything else loads, the token is fitted anew."""
+    predecessor = mapper()
+    path = tmp_path / "qpmapper.ckpt"
+    torch.save(predecessor.state_dict(), path)
+    model = mapper(token_classes=len(LABELS))
+    with pytest.raises(RuntimeError, match="size mismatch|token_projection"):
+        model.load_state_dict(torch.load(path))
+    load_parameters_except(model, str(path), "token_projection.")
+    new, old = model.state_dict(), predecessor.state_dict()
+    for name, value in old.items():
+        if not name.startswith("token_projection."):
+            assert torch.equal(new[name], value), name
+    check_token_classes(model, LABELS)
+    with pytest.raises(ValueError, match="qpmapper_token_classes=3"):
+        check_token_classes(model, LABELS[:3])
