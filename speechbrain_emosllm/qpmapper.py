@@ -167,6 +167,11 @@ class QPMapper(nn.Module):
             )
         if utterance_summary:
             self.summary_projection = nn.Linear(input_size, d_model)
+        if token_classes and not utterance_token:
+            raise ValueError(
+                "token_classes shapes the utterance token: set "
+                "utterance_token=True (qpmapper_utterance_token) too."
+            )
         if utterance_token and token_classes:
             self.token_projection = ClassPosteriorToken(
                 input_size, token_classes, output_size

@@ -107,6 +107,16 @@ def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it(token_classes):
 
 def test_a_mapper_without_layers_or_token_cannot_be_fitted():
     plain = QPMapper(WIDTH, 16, n_queries=2, d_model=16, nhead=2, num_layers=1)
+    with pytest.raises(ValueError, match="utterance_token=True"):
+        QPMapper(
+            WIDTH,
+            16,
+            n_queries=2,
+            d_model=16,
+            nhead=2,
+            num_layers=1,
+            token_classes=4,
+        )
     with pytest.raises(ValueError, match="layer_weighting"):
         write_token_probe(plain, {"probe": None}, torch.randn(4, 16))
     with pytest.raises(ValueError, match="utterance_token"):
