@@ -7,13 +7,13 @@ Authors
 import os
 import pathlib
 
-import torch
 from speechbrain.utils.checkpoints import (
     DEFAULT_LOAD_HOOKS,
     DEFAULT_TRANSFER_HOOKS,
     Checkpoint,
     Checkpointer,
     get_default_hook,
+    torch_patched_state_dict_load,
 )
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
@@ -186,7 +186,7 @@ def load_parameters_except(module, path, prefix):
     missing weight, bias
     """
     target = getattr(module, "module", module)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_patched_state_dict_load(path, "cpu")
     kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
     result = target.load_state_dict(kept, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(prefix)]
