@@ -48,9 +48,13 @@ class ClassPosteriorToken(torch.nn.Module):
 
     def __init__(self, input_size, n_classes, output_size):
         super().__init__()
-        self.n_classes = n_classes
         self.classifier = torch.nn.Linear(input_size, n_classes)
         self.readout = torch.nn.Linear(n_classes, output_size, bias=False)
+
+    @property
+    def n_classes(self):
+        """Number of classes of the posterior."""
+        return self.classifier.out_features
 
     def forward(self, x):
         """The token of each vector in ``x`` (batch, input_size)."""

@@ -225,10 +225,10 @@ def fit_utterance_token(mapper, folder, datasets, labels, class_embeddings):
     dict
         ``layer_weights``, ``l2`` and ``valid_macro_f1`` of the fit.
     """
+    if mapper.layer_sum is None:  # before reading every cached clip
+        raise ValueError("utterance_token_fit needs layer_weighting: True.")
     splits = {name: pooled_split(folder, d) for name, d in datasets.items()}
     n_layers = splits["train"][0].shape[1]
-    if mapper.layer_sum is None:
-        raise ValueError("utterance_token_fit needs layer_weighting: True.")
     current = mapper.layer_sum.layer_weights().cpu()
     fit = fit_token_probe(splits, labels, layer_candidates(current, n_layers))
     write_token_probe(mapper, fit, class_embeddings)
