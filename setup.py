@@ -25,10 +25,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["speechbrain_emosllm*"]),
-    package_data={
-        "speechbrain_emosllm": ["presets/*.yaml", "presets/*/*.yaml"]
-    },
+    # The presets live in the repository's top-level hparams/ folder and are
+    # installed as the speechbrain_emosllm.presets package data.
+    packages=[
+        *find_packages(include=["speechbrain_emosllm*"]),
+        "speechbrain_emosllm.presets",
+    ],
+    package_dir={"speechbrain_emosllm.presets": "hparams"},
+    package_data={"speechbrain_emosllm.presets": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         "torch>=2.11,<3",
         "torchaudio>=2.11,<3",

@@ -18,11 +18,7 @@ import torch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_emosllm.checkpoints import (
-    SELECTION_KEY,
-    find_best_checkpoint,
-    transfer_parameters,
-)
+from speechbrain_emosllm.checkpoints import SELECTION_KEY
 from speechbrain_emosllm.metrics import EmotionMetrics
 from speechbrain_emosllm.modes import TRANSCRIBING_MODES
 from speechbrain_emosllm.padding import relative_to_absolute
@@ -31,7 +27,42 @@ logger = get_logger(__name__)
 
 
 class EmoSLLM(sb.Brain):
-    """Trains and evaluates the QPMapper and LoRA weights of EmoSLLM."""
+    """Trains and evaluates the QPMapper and LoRA weights of EmoSLLM.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        ``sb.Brain``'s (modules, opt_class, hparams, run_opts,
+        checkpointer).
+    labels : list of str
+        The phase's classes, in order.
+    decoder : EmotionDecoder
+        Runs the evaluation modes.
+    label_anchor : LabelAnchor, optional
+        Scores the audio embeddings against the class names: its decision
+        is logged in evaluation (``utterance_token_*``, the token's own
+        decision), and it joins the loss with ``label_anchor_weight`` > 0.
+    class_weights : torch.Tensor, optional
+        (n_classes,) weights of the emotion answer and anchor losses.
+    """
+
+    def __init__(
+        self,
+        *args,
+        labels,
+        decoder,
+        label_anchor=None,
+        class_weights=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.labels = labels
+        self.decoder = decoder
+        self.label_anchor = label_anchor
+        if label_anchor is not None:
+            self.label_anchor = label_anchor.to(self.device)
+        self.class_weights = class_weights
+        self.test_name = None
 
     def compute_forward(self, batch, stage):
         """Encodes the audio (or reads cached frames) and pools them."""
@@ -78,23 +109,20 @@ class EmoSLLM(sb.Brain):
         )
         if stage != sb.Stage.TRAIN:
             self.evaluate_modes(audio_embeddings, batch)
-        if self.label_anchor is None:
+            if self.label_anchor is not None:
+                self.evaluate_anchor(audio_embeddings, batch)
+        weight = self.hparams.label_anchor_weight
+        if self.label_anchor is None or weight == 0:
             return out["loss"]
-        if stage != sb.Stage.TRAIN:
-            self.evaluate_anchor(audio_embeddings, batch)
         anchor_loss = self.label_anchor.loss(
             audio_embeddings,
             torch.as_tensor(batch.emo_index, device=self.device),
             emotion_weights,
         )
-        return out["loss"] + self.hparams.label_anchor_weight * anchor_loss
+        return out["loss"] + weight * anchor_loss
 
     current_asr_weight = 1.0
-    label_anchor = None
     steps_per_epoch = 1
-    # Set by the recipe with ``utterance_token_fit``: called with the
-    # QPMapper once its start weights are in place (a fresh phase only).
-    fit_utterance_token = None
 
     def make_dataloader(self, dataset, stage, *args, **loader_kwargs):
         """SpeechBrain's loader, whose length paces the ASR weight schedule.
@@ -138,8 +166,9 @@ class EmoSLLM(sb.Brain):
     def evaluate_anchor(self, audio_embeddings, batch):
         """Scores the label anchor's own decisions (no LLM).
 
-        How well the audio embeddings point at the right class name: the
-        ceiling of what the LLM reads from them.
+        How well the audio embeddings (the utterance token, where there is
+        one) point at the right class name: what the LLM can read off
+        them.
         """
         with torch.no_grad():
             guesses = self.label_anchor(audio_embeddings).argmax(-1)
@@ -174,8 +203,8 @@ class EmoSLLM(sb.Brain):
                 stats[f"{mode}_WER"] = self.wer[mode].summarize("error_rate")
         anchor = self.anchor_metrics.summarize()
         if anchor["count"]:
-            stats["label_anchor_acc"] = anchor["accuracy"]
-            stats["label_anchor_macro_f1"] = anchor["macro_f1"]
+            stats["utterance_token_acc"] = anchor["accuracy"]
+            stats["utterance_token_macro_f1"] = anchor["macro_f1"]
         return stats
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -250,42 +279,21 @@ class EmoSLLM(sb.Brain):
         ) as f:
             json.dump(stats, f, indent=2)
 
-    def on_fit_start(self):
-        """Recovers this phase's checkpoint or warm-starts from the last."""
-        super().on_fit_start()
-        if self.checkpointer.find_checkpoint() is None:
-            self.warm_start()
-            if self.fit_utterance_token is not None:
-                mapper = self.modules.qpmapper
-                self.fit_utterance_token(getattr(mapper, "module", mapper))
+    def test(self, name, test_data, loader_kwargs):
+        """Tests the best checkpoint on one test set, reports under ``name``.
 
-    def warm_start(self):
-        """Loads the previous phase's best QPMapper (and LoRA) weights."""
-        folder = self.hparams.previous_phase_folder
-        if folder is None:
-            return
-        checkpoint = find_best_checkpoint(folder)
-        # A token fitted afresh need not have its predecessor's shape.
-        refit = None
-        if self.fit_utterance_token is not None:
-            refit = {"qpmapper": "token_projection."}
-        loaded = transfer_parameters(
-            checkpoint,
-            {
-                "qpmapper": self.modules.qpmapper,
-                "speech_llm": self.modules.speech_llm,
-            },
-            refit=refit,
-        )
-        # The predecessor may have seen another corpus (the RAVDESS phase
-        # starts from eSpeak): standardise with this phase's clips.
-        mapper = self.modules.qpmapper
-        getattr(mapper, "module", mapper).reset_statistics()  # DDP or not
-        logger.info(
-            "Phase %s starts from %s (%s).",
-            self.hparams.phase,
-            checkpoint.path,
-            ", ".join(loaded),
+        Arguments
+        ---------
+        name : str
+            The test set's name (``test_<name>/`` holds its reports).
+        test_data : DynamicItemDataset
+            The test set.
+        loader_kwargs : dict
+            Its data loader options.
+        """
+        self.test_name = name
+        self.evaluate(
+            test_data, min_key=SELECTION_KEY, test_loader_kwargs=loader_kwargs
         )
 
 

@@ -129,7 +129,7 @@ def transfer_parameters(checkpoint, modules, refit=None):
         Recoverable name -> module.
     refit : dict, optional
         Recoverable name -> prefix of the parameters that this phase sets
-        afresh (e.g. ``"token_projection."``): they are not loaded, so the
+        afresh (e.g. ``"utterance_token.head."``): they are not loaded, so the
         predecessor's may have another shape; every other parameter must
         match (``load_parameters_except``).
 

@@ -3,7 +3,8 @@
 Each shipped phase file (e.g. ``hparams/p1_asr.yaml``) is flat, as in every
 SpeechBrain recipe: plain ``hyperpyyaml.load_hyperpyyaml`` loads it, and the
 keys the phases share are kept identical by a test. Its encoder and LLM keys
-are those of a preset (package data in ``speechbrain_emosllm/presets``),
+are those of a preset (the repository's ``hparams/`` folder, installed as
+``speechbrain_emosllm/presets``),
 named by ``encoder_preset`` / ``llm_preset``: overriding one of these names,
 e.g. ``--encoder_preset=whisper_tiny_en``, swaps in that preset's keys
 before HyperPyYAML resolves references and builds objects. A phase file of
@@ -22,9 +23,20 @@ from pathlib import Path
 
 import ruamel.yaml
 
-# Package data: found the same way from a wheel, an editable install and a
-# source checkout.
-PRESETS_FOLDER = Path(__file__).resolve().parent / "presets"
+
+def _presets_folder():
+    """The presets: the repository's ``hparams/`` folder, in every install.
+
+    A wheel carries that folder as ``speechbrain_emosllm/presets``
+    (``setup.py`` maps it there); a checkout and an editable install read
+    it where it is.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "presets"
+    return installed if installed.is_dir() else package.parent / "hparams"
+
+
+PRESETS_FOLDER = _presets_folder()
 PRESET_KINDS = {"encoder_preset": "encoders", "llm_preset": "llms"}
 
 

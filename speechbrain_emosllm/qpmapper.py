@@ -21,7 +21,6 @@ from speechbrain.lobes.models.transformer.Transformer import (
 from torch import nn
 
 from speechbrain_emosllm.layer_weights import WeightedLayerSum
-from speechbrain_emosllm.posterior_token import ClassPosteriorToken
 
 
 class QPMapper(nn.Module):
@@ -64,26 +63,12 @@ class QPMapper(nn.Module):
         With frames that carry every encoder layer, (batch, time, layers,
         width), learn a weighted sum of the layers first
         (``WeightedLayerSum``); None for (batch, time, width) frames.
-    utterance_summary : bool
-        Add to every query a projection of the utterance's mean frame,
-        standardised across utterances (``nn.BatchNorm1d`` without affine:
-        batch statistics in training, their cumulative average, which a
-        frozen encoder keeps stationary, in evaluation). The
-        mean frame of a clip differs from the corpus mean by ~1-5% of its
-        energy (Whisper tiny.en on RAVDESS), and attention pooling passes
-        it on at that scale next to the queries' own vectors: without it
-        the query outputs hardly vary between clips, and nothing
-        utterance-level (emotion, speaker) reaches the LLM. Standardised,
-        this is exactly the linear probe's input.
-    utterance_token : bool
-        Make the first output a linear projection of the standardised
-        mean frame (the linear probe's input) instead of a query's
-        output: one utterance-level vector for the LLM to read, next to
-        the ``n_queries - 1`` query outputs.
-    token_classes : int, optional
-        With ``utterance_token``, make the token a class posterior in the
-        LLM's space (``ClassPosteriorToken``) instead of a linear
-        projection; ``utterance_token_fit`` fits it as a linear probe.
+    utterance_token : UtteranceToken, optional
+        Adds the clip's standardised mean frame to every query and makes
+        the first output a token of it (``speechbrain_emosllm.
+        utterance_token``), next to the ``n_queries - 1`` query outputs;
+        None: the paper's mapper. A frozen token (``PosteriorToken``) also
+        freezes the layer mix it reads.
     output_norm : bool
         RMS-normalise each output vector and multiply it by a learned gain
         (``output_gain``, kept in log space), which ``match_scale`` sets to
@@ -103,10 +88,11 @@ class QPMapper(nn.Module):
     ...                    num_layers=1, n_layers=3)
     >>> layered(torch.randn(2, 50, 3, 16)).shape
     torch.Size([2, 4, 24])
-    >>> posterior = QPMapper(16, 24, n_queries=4, d_model=32, nhead=4,
-    ...                      num_layers=1, utterance_token=True,
-    ...                      token_classes=3)
-    >>> posterior(frames).shape
+    >>> from speechbrain_emosllm.utterance_token import UtteranceToken
+    >>> tokened = QPMapper(16, 24, n_queries=4, d_model=32, nhead=4,
+    ...                    num_layers=1, utterance_token=UtteranceToken(
+    ...                        input_size=16, output_size=24, query_size=32))
+    >>> tokened(frames).shape
     torch.Size([2, 4, 24])
     """
 
@@ -124,10 +110,8 @@ class QPMapper(nn.Module):
         positional_encoding=True,
         max_frames=6000,
         n_layers=None,
-        utterance_summary=False,
         output_norm=False,
-        utterance_token=False,
-        token_classes=None,
+        utterance_token=None,
     ):
         super().__init__()
         self.n_queries = n_queries
@@ -159,26 +143,10 @@ class QPMapper(nn.Module):
             enable_nested_tensor=False,
         )
         self.output_projection = nn.Linear(d_model, output_size)
-        self.summary_norm = self.summary_projection = None
-        self.token_projection = None
-        if utterance_summary or utterance_token:
-            self.summary_norm = nn.BatchNorm1d(
-                input_size, affine=False, momentum=None
-            )
-        if utterance_summary:
-            self.summary_projection = nn.Linear(input_size, d_model)
-        if token_classes and not utterance_token:
-            raise ValueError(
-                "token_classes shapes the utterance token: set "
-                "utterance_token=True (qpmapper_utterance_token) too."
-            )
-        if utterance_token and token_classes:
-            self.token_projection = ClassPosteriorToken(
-                input_size, token_classes, output_size
-            )
-        elif utterance_token:
-            self.token_projection = nn.Linear(input_size, output_size)
-        self.frozen_statistics = False
+        self.utterance_token = utterance_token
+        if utterance_token is not None and utterance_token.frozen:
+            if self.layer_sum is not None:
+                self.layer_sum.requires_grad_(False)
         self.output_norm = output_norm
         if output_norm:
             self.log_output_gain = nn.Parameter(torch.zeros(()))
@@ -186,7 +154,7 @@ class QPMapper(nn.Module):
     @property
     def utterance_token_index(self):
         """Position of the utterance token in the outputs (None: none)."""
-        return 0 if self.token_projection is not None else None
+        return 0 if self.utterance_token is not None else None
 
     @property
     def output_gain(self):
@@ -196,7 +164,7 @@ class QPMapper(nn.Module):
         return self.log_output_gain.exp().item()
 
     def reset_statistics(self):
-        """Forgets the utterance summary's statistics (a new corpus).
+        """Forgets the utterance token's statistics (a new corpus).
 
         Training standardises with batch statistics, so the learned weights
         do not depend on them; evaluation uses their running average, which
@@ -204,15 +172,17 @@ class QPMapper(nn.Module):
 
         Example
         -------
+        >>> from speechbrain_emosllm.utterance_token import UtteranceToken
         >>> mapper = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2,
-        ...                   num_layers=1, utterance_summary=True)
+        ...                   num_layers=1,
+        ...                   utterance_token=UtteranceToken(4, 6, 8))
         >>> _ = mapper(torch.randn(3, 5, 4) + 7)
         >>> mapper.reset_statistics()
-        >>> mapper.summary_norm.running_mean.abs().max().item()
+        >>> mapper.utterance_token.norm.running_mean.abs().max().item()
         0.0
         """
-        if self.summary_norm is not None:
-            self.summary_norm.reset_running_stats()
+        if self.utterance_token is not None:
+            self.utterance_token.reset_statistics()
 
     @torch.no_grad()
     def match_scale(self, embeddings):
@@ -236,40 +206,6 @@ class QPMapper(nn.Module):
             raise ValueError("match_scale needs a QPMapper with output_norm.")
         rms = embeddings.float().pow(2).mean().sqrt()
         self.log_output_gain.copy_(rms.log())
-
-    def freeze_utterance_token(self):
-        """Stops training from moving the utterance token's classifier.
-
-        Freezes the layer weighting and the token projection, and
-        standardises with the stored statistics in training too
-        (``utterance_token_fit.write_token_probe`` fitted all three).
-
-        Example
-        -------
-        >>> m = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2,
-        ...              num_layers=1, n_layers=2, utterance_token=True)
-        >>> m.freeze_utterance_token()
-        >>> m.token_projection.weight.requires_grad, m.frozen_statistics
-        (False, True)
-        """
-        if self.layer_sum is None or self.token_projection is None:
-            raise ValueError(
-                "Only a QPMapper with n_layers and utterance_token has a "
-                "token classifier to freeze."
-            )
-        self.layer_sum.requires_grad_(False)
-        self.token_projection.requires_grad_(False)
-        self.frozen_statistics = True
-
-    def _standardise(self, mean_frame):
-        # BatchNorm cannot take batch statistics of a single utterance.
-        norm = self.summary_norm
-        batch_statistics = self.training and not self.frozen_statistics
-        if batch_statistics and mean_frame.shape[0] > 1:
-            return norm(mean_frame)
-        return F.batch_norm(
-            mean_frame, norm.running_mean, norm.running_var, eps=norm.eps
-        )
 
     def forward(self, x, lengths=None):
         """Pools a batch of frame sequences into query embeddings.
@@ -299,12 +235,8 @@ class QPMapper(nn.Module):
         if lengths is not None:
             valid = torch.round(lengths * time).clamp(min=1)
             frame_mask = length_to_mask(valid, max_len=time, device=x.device)
-        if self.summary_norm is not None:
-            weights = frame_mask / frame_mask.sum(1, keepdim=True)
-            mean_frame = torch.einsum("bt,btd->bd", weights.to(x.dtype), x)
-            standardised = self._standardise(mean_frame)
-        if self.summary_projection is not None:
-            summary = self.summary_projection(standardised)
+        if self.utterance_token is not None:
+            summary, token = self.utterance_token(x, frame_mask)
             queries = queries + summary.unsqueeze(1)
         sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)
 
@@ -316,9 +248,9 @@ class QPMapper(nn.Module):
 
         encoded = self.encoder(sequence, src_key_padding_mask=padding_mask)
         out = self.output_projection(encoded[:, time:])
-        if self.token_projection is not None:
-            token = self.token_projection(standardised).unsqueeze(1)
-            out = torch.cat([token.to(out.dtype), out[:, 1:]], dim=1)
+        if self.utterance_token is not None:
+            token = token.unsqueeze(1).to(out.dtype)
+            out = torch.cat([token, out[:, 1:]], dim=1)
         if self.output_norm:
             out = F.rms_norm(out, out.shape[-1:]) * self.log_output_gain.exp()
         return out

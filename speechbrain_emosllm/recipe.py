@@ -20,7 +20,10 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
-from speechbrain_emosllm.checkpoints import SELECTION_KEY, find_best_checkpoint
+from speechbrain_emosllm.checkpoints import (
+    find_best_checkpoint,
+    transfer_parameters,
+)
 from speechbrain_emosllm.dataio import dataio_prepare, loader_options
 from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.features import (
@@ -32,10 +35,8 @@ from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
-from speechbrain_emosllm.utterance_token_fit import (
-    check_token_classes,
-    fit_utterance_token,
-)
+from speechbrain_emosllm.utterance_token import PosteriorToken
+from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
 
 logger = get_logger(__name__)
 TOKEN_FIT_FILE = "utterance_token_fit.json"
@@ -183,7 +184,7 @@ def cache_features(encoder, device, hparams, datasets):
 
 
 def run_phase(argv, prepare_data, class_names):
-    """Runs one phase of a recipe: prepare, cache, train, test.
+    """Runs one phase of a recipe: prepare, cache, start, train, test.
 
     Arguments
     ---------
@@ -204,12 +205,11 @@ def run_phase(argv, prepare_data, class_names):
     if not hparams["skip_prep"]:
         run_on_main(prepare_data, args=[hparams])
     labels = class_names(hparams)
-    check_token_classes(hparams["qpmapper"], labels)
     if if_main_process():  # read by export
         path = os.path.join(hparams["output_folder"], LABELS_FILE)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(labels, f)
-    speech_llm = hparams["speech_llm"]
+    speech_llm, mapper = hparams["speech_llm"], hparams["qpmapper"]
     builder = PromptBuilder(
         speech_llm.tokenizer,
         labels,
@@ -220,31 +220,31 @@ def run_phase(argv, prepare_data, class_names):
     if hparams["feature_cache"]:
         hparams["feature_folder"] = feature_folder(hparams)
     train_data, valid_data, test_sets = dataio_prepare(hparams, builder)
-
+    table = speech_llm.hf_model.get_input_embeddings().weight
+    class_embeddings = label_embeddings(table, builder.label_token_ids())
+    label_anchor = None
+    if mapper.utterance_token is not None or hparams["label_anchor_weight"]:
+        label_anchor = LabelAnchor(
+            class_embeddings,
+            scale=hparams["label_anchor_scale"],
+            token_index=mapper.utterance_token_index,
+        )
     brain = EmoSLLM(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
+        labels=labels,
+        decoder=EmotionDecoder(speech_llm, builder, hparams["max_new_tokens"]),
+        label_anchor=label_anchor,
+        class_weights=class_weights_from(
+            train_data, labels, hparams["class_weighting"]
+        ),
     )
-    brain.labels = labels
-    if hparams["qpmapper"].output_norm:
+    if mapper.output_norm:
         # Before any checkpoint is loaded: a trained gain replaces it.
-        hparams["qpmapper"].match_scale(
-            speech_llm.hf_model.get_input_embeddings().weight
-        )
-    brain.decoder = EmotionDecoder(
-        speech_llm, builder, hparams["max_new_tokens"]
-    )
-    table = speech_llm.hf_model.get_input_embeddings().weight
-    class_embeddings = label_embeddings(table, builder.label_token_ids())
-    if hparams["label_anchor_weight"] > 0:
-        brain.label_anchor = LabelAnchor(
-            class_embeddings,
-            scale=hparams["label_anchor_scale"],
-            token_index=hparams["qpmapper"].utterance_token_index,
-        ).to(brain.device)
+        mapper.match_scale(table)
     if hparams["feature_cache"]:
         # The encoder is frozen in every phase: encode each clip once.
         cache_features(
@@ -253,12 +253,12 @@ def run_phase(argv, prepare_data, class_names):
             hparams,
             [train_data, valid_data, *test_sets.values()],
         )
-    if hparams["utterance_token_fit"]:
-        datasets = {"train": train_data, "valid": valid_data}
-        prepare_token_fit(brain, hparams, datasets, labels, class_embeddings)
-    brain.class_weights = class_weights_from(
-        train_data, labels, hparams["class_weighting"]
-    )
+    if hparams["checkpointer"].find_checkpoint() is None:
+        # A fresh phase; a resumed one recovers its own checkpoint in fit.
+        warm_start(hparams)
+        if isinstance(mapper.utterance_token, PosteriorToken):
+            datasets = {"train": train_data, "valid": valid_data}
+            fit_token(hparams, datasets, labels, class_embeddings)
     options = loader_options(hparams, train_data)
     brain.fit(
         brain.hparams.epoch_counter,
@@ -268,47 +268,81 @@ def run_phase(argv, prepare_data, class_names):
         valid_loader_kwargs=options["valid"],
     )
     for name, test_data in test_sets.items():
-        brain.test_name = name
-        brain.evaluate(
-            test_data,
-            min_key=SELECTION_KEY,
-            test_loader_kwargs=options["test"],
-        )
+        brain.test(name, test_data, options["test"])
     leave_process_group()
     return brain
 
 
-def prepare_token_fit(brain, hparams, datasets, labels, class_embeddings):
-    """Freezes the utterance token and has the brain fit it at the start.
+def warm_start(hparams):
+    """Loads the previous phase's best QPMapper (and LoRA) weights.
 
-    See ``speechbrain_emosllm.utterance_token_fit``. The freeze comes
-    first, before ``fit`` wraps the modules for DDP, and holds on resume;
-    the fit runs on every process (deterministic) on a fresh phase only,
-    after the warm start, and is written to
+    A ``PosteriorToken``'s head is left out: it is fitted afresh, and the
+    predecessor's head may have another shape (a linear token). The
+    token's statistics are reset: the predecessor may have seen another
+    corpus (the RAVDESS phase starts from eSpeak).
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters (``previous_phase_folder``, the modules).
+    """
+    folder = hparams["previous_phase_folder"]
+    if folder is None:
+        return
+    checkpoint = find_best_checkpoint(folder)
+    mapper = hparams["qpmapper"]
+    refit = None
+    if isinstance(mapper.utterance_token, PosteriorToken):
+        refit = {"qpmapper": "utterance_token.head."}
+    loaded = transfer_parameters(
+        checkpoint,
+        {"qpmapper": mapper, "speech_llm": hparams["speech_llm"]},
+        refit=refit,
+    )
+    mapper.reset_statistics()
+    logger.info(
+        "Phase %s starts from %s (%s).",
+        hparams["phase"],
+        checkpoint.path,
+        ", ".join(loaded),
+    )
+
+
+def fit_token(hparams, datasets, labels, class_embeddings):
+    """Fits the phase's ``PosteriorToken`` as a probe of the cached frames.
+
+    See ``speechbrain_emosllm.utterance_token_fit``; deterministic, so every
+    process fits the same token. The report goes to
     ``<output_folder>/utterance_token_fit.json``.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+    datasets : dict
+        ``train`` and ``valid`` -> DynamicItemDataset.
+    labels : list of str
+        Class names.
+    class_embeddings : torch.Tensor
+        (n_classes, hidden) class-name embeddings.
     """
     if not hparams["feature_cache"]:
         raise ValueError(
-            "utterance_token_fit reads the feature cache: set "
+            "A PosteriorToken is fitted on the feature cache: set "
             "feature_cache: True."
         )
-    hparams["qpmapper"].freeze_utterance_token()
-
-    def fit(mapper):
-        report = fit_utterance_token(
-            mapper,
-            hparams["feature_folder"],
-            datasets,
-            labels,
-            class_embeddings.detach(),
-        )
-        logger.info("Utterance token fitted as a linear probe: %s", report)
-        if if_main_process():
-            path = os.path.join(hparams["output_folder"], TOKEN_FIT_FILE)
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
-
-    brain.fit_utterance_token = fit
+    report = fit_utterance_token(
+        hparams["qpmapper"],
+        hparams["feature_folder"],
+        datasets,
+        labels,
+        class_embeddings.detach(),
+    )
+    logger.info("Utterance token fitted as a linear probe: %s", report)
+    if if_main_process():
+        path = os.path.join(hparams["output_folder"], TOKEN_FIT_FILE)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
 
 
 def leave_process_group():

@@ -4,8 +4,11 @@
 
 The encoder and the LLM are built on PyTorch's meta device from the
 ``encoder_config`` / ``llm_config`` of their presets (shapes only, no
-memory, no download); the QPMapper and the LoRA adapters come from the
-phase's hyperparameters. The last line printed is
+memory, no download); the QPMapper is the phase file's own ``qpmapper``
+(whatever it builds, its utterance token included), and the LoRA adapters
+come from its ``lora_config``. Keys the phase leaves to the command line
+(``!PLACEHOLDER``: the data and previous phase folders) are not needed and
+are set to null unless given. The last line printed is
 ``trainable=<int> total=<int>``.
 
 Authors
@@ -13,13 +16,13 @@ Authors
 """
 
 import sys
+from io import StringIO
 
 import ruamel.yaml
 import torch
-from hyperpyyaml import resolve_references
+from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 from speechbrain_emosllm.hparams import compose_hparams
-from speechbrain_emosllm.qpmapper import QPMapper
 
 
 def _plain(node):
@@ -31,8 +34,35 @@ def _plain(node):
     return getattr(node, "value", node)
 
 
+def placeholders(stream):
+    r"""Top-level keys of a YAML text whose value is ``!PLACEHOLDER``.
+
+    Arguments
+    ---------
+    stream : io.StringIO
+        A phase's YAML text (``compose_hparams``).
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> placeholders(StringIO("a: !PLACEHOLDER\nb: 1\n"))
+    ['a']
+    """
+    tree = ruamel.yaml.YAML().load(stream.getvalue()) or {}
+    return [
+        key
+        for key, value in tree.items()
+        if str(getattr(getattr(value, "tag", None), "value", "")).endswith(
+            "PLACEHOLDER"
+        )
+    ]
+
+
 def resolved_hparams(phase_file, overrides=None):
-    """A phase's hyperparameters with references resolved, nothing built.
+    """A phase's references resolved, nothing built, placeholders null.
 
     Arguments
     ---------
@@ -43,12 +73,36 @@ def resolved_hparams(phase_file, overrides=None):
 
     Returns
     -------
-    dict
-        Plain values; ``!new:`` nodes become dicts of their arguments.
+    (dict, str)
+        Plain values (``!new:`` nodes become dicts of their arguments) and
+        the resolved YAML text.
     """
     stream, overrides = compose_hparams(phase_file, overrides)
+    for key in placeholders(stream):
+        overrides.setdefault(key, None)
     resolved = resolve_references(stream, overrides, overrides_must_match=True)
-    return _plain(ruamel.yaml.YAML().load(resolved))
+    text = resolved.getvalue()
+    return _plain(ruamel.yaml.YAML().load(text)), text
+
+
+def build_mapper(resolved_text):
+    """The phase's ``qpmapper``, built from its YAML on the meta device.
+
+    Arguments
+    ---------
+    resolved_text : str
+        A phase's YAML with references resolved (``resolved_hparams``).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    yaml = ruamel.yaml.YAML()
+    node = yaml.load(resolved_text)["qpmapper"]
+    stream = StringIO()
+    yaml.dump({"qpmapper": node}, stream)
+    with torch.device("meta"):
+        return load_hyperpyyaml(stream.getvalue())["qpmapper"]
 
 
 def count_parameters(module):
@@ -73,12 +127,12 @@ def count_parameters(module):
     return trainable, sum(p.numel() for p in params)
 
 
-def build_modules(hparams):
+def build_modules(hparams, resolved_text):
     """The phase's modules on the meta device.
 
     Arguments
     ---------
-    hparams : dict
+    hparams, resolved_text : dict, str
         Output of ``resolved_hparams``.
 
     Returns
@@ -98,17 +152,7 @@ def build_modules(hparams):
         )
         encoder.requires_grad_(False)
         modules["encoder"] = encoder
-
-        qp = hparams["qpmapper"]
-        modules["qpmapper"] = QPMapper(
-            input_size=qp["input_size"],
-            output_size=qp["output_size"],
-            n_queries=qp["n_queries"],
-            d_model=qp["d_model"],
-            nhead=qp["nhead"],
-            num_layers=qp["num_layers"],
-            d_ffn=qp["d_ffn"],
-        )
+        modules["qpmapper"] = build_mapper(resolved_text)
 
         llm_config = dict(hparams["llm_config"])
         llm = AutoModelForCausalLM.from_config(
@@ -136,9 +180,7 @@ def main(argv=None):
 
     phase_file, _, overrides = sb.parse_arguments(argv or sys.argv[1:])
     overrides = ruamel.yaml.YAML().load(overrides or "{}") or {}
-    # No data is read: let the summary run without a data folder.
-    overrides.setdefault("data_folder", "unused")
-    modules = build_modules(resolved_hparams(phase_file, overrides))
+    modules = build_modules(*resolved_hparams(phase_file, overrides))
     totals = [0, 0]
     print(f"{'module':<10}{'trainable':>14}{'total':>16}")
     for name, module in modules.items():

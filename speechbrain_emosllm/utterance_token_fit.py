@@ -1,26 +1,14 @@
-"""Fits the QPMapper's utterance token as a linear probe before a phase.
+"""Fits a ``PosteriorToken`` as a linear probe before a phase.
 
-On RAVDESS the SER-only answer trailed a linear probe of the same frozen
-frames (macro-F1 0.603 vs 0.689), and the loss decomposed into three
-steps, each measured on the run's cache: the mapper's layer mix (near
-uniform: P1/P2 on eSpeak hardly moved it) probes at 0.642 where the last
-layer alone probes at 0.689; the utterance token's head, trained in
-mini-batches next to the LLM, decides at 0.617 where the converged fit of
-the same linear form on those frames reaches 0.642; the LLM reads the
-token at -0.014. A head trained alone in mini-batches, with any learning
-rate, weight decay, crop augmentation or class-vector form tried, stayed
-at 0.60-0.67 (``benchmarks/anchor_head.py``).
-
-So the token's classifier is fitted the way the probe is (full batch,
-L2 penalty and layer chosen on valid), written into the mapper and frozen
-for the phase: the LLM learns to read a converged classifier instead of
-chasing a moving one. The token is laid out so that its cosine similarity
-to each class name's embedding is proportional to that class's probe
-logit (the pseudo-inverse of the class directions), or with
-``qpmapper_token_classes`` to its posterior (``ClassPosteriorToken``,
-which the LLM reads more faithfully), i.e. the label anchor's decision
-*is* the probe's decision, in the LLM's word space.
-Neither the paper nor SpeechBrain's speech-LLM recipe does this.
+The probe is fitted the way the recipe's baseline is (full batch, the L2
+penalty and the layer weighting chosen on the valid clips), on the cached
+frozen frames of the training clips, then written into the QPMapper: its
+layer mix, the token's standardisation statistics and its head, whose
+readout is the dual basis of the class-name embeddings, so that the
+token's dot product with each class name's unit embedding is that class's
+posterior. The token is frozen (``PosteriorToken``): the LLM learns to read
+a converged classifier instead of chasing one trained in mini-batches next
+to it. Neither the paper nor SpeechBrain's speech-LLM recipe does this.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -34,7 +22,7 @@ from speechbrain_emosllm.linear_probe import (
     pooled_split,
     select_on_valid,
 )
-from speechbrain_emosllm.posterior_token import ClassPosteriorToken
+from speechbrain_emosllm.utterance_token import PosteriorToken
 
 
 def class_dual_basis(class_embeddings):
@@ -66,11 +54,10 @@ def class_dual_basis(class_embeddings):
 def layer_candidates(current, n_layers):
     """Layer weightings to try: the mapper's own and the last layer.
 
-    The last layer is the standard probe's input (``linear_probe``); the
-    mapper's learned mix is what its queries read. Every single layer is
-    not tried: on RAVDESS (train actors 01-12) the 2 valid actors picked
-    layer 2 (valid macro-F1 0.697), which tests at 0.633 on actors 15-18
-    where the last layer (valid 0.662) tests at 0.689.
+    The last layer is the baseline probe's input (``linear_probe``); the
+    mapper's learned mix is what its queries read. Single middle layers
+    are not candidates: two valid actors are too few to choose among all
+    of them (the RAVDESS README has the measurement).
 
     Arguments
     ---------
@@ -87,7 +74,11 @@ def layer_candidates(current, n_layers):
     -------
     >>> [w.tolist() for w in layer_candidates(torch.tensor([.5, .5]), 2)]
     [[0.5, 0.5], [0.0, 1.0]]
+    >>> [w.tolist() for w in layer_candidates(None, 1)]
+    [[1.0]]
     """
+    if current is None:  # frames of one layer: nothing to weigh
+        return [torch.ones(n_layers)]
     return [current.float(), torch.eye(n_layers)[-1]]
 
 
@@ -147,18 +138,16 @@ def fit_token_probe(splits, labels, weightings, penalties=PENALTIES, seed=0):
 
 @torch.no_grad()
 def write_token_probe(mapper, fit, class_embeddings):
-    """Makes the mapper's utterance token read out a fitted probe.
+    """Makes the mapper's ``PosteriorToken`` carry a fitted probe.
 
-    Sets the layer weighting, the summary standardisation and the token
-    projection so that the token is ``P @ probe_logits`` (see
-    ``class_dual_basis``), or ``P @ softmax(probe_logits)`` with a
-    ``ClassPosteriorToken``. Call ``QPMapper.freeze_utterance_token`` too,
-    or training moves it again.
+    Sets the layer weighting, the token's standardisation statistics and
+    its head so that the token is ``P @ softmax(probe_logits)`` (see
+    ``class_dual_basis``).
 
     Arguments
     ---------
     mapper : QPMapper
-        With ``n_layers`` and ``utterance_token``.
+        With a ``PosteriorToken``.
     fit : dict
         ``fit_token_probe``'s result.
     class_embeddings : torch.Tensor
@@ -168,7 +157,8 @@ def write_token_probe(mapper, fit, class_embeddings):
     -------
     >>> from speechbrain_emosllm.qpmapper import QPMapper
     >>> m = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2, num_layers=1,
-    ...              n_layers=2, utterance_token=True).eval()
+    ...              n_layers=2, utterance_token=PosteriorToken(
+    ...                  4, 6, 8, n_classes=2)).eval()
     >>> x = torch.randn(30, 5, 2, 4); y = torch.arange(30) % 2
     >>> pooled = F.layer_norm(x, (4,)).mean(1)
     >>> s = {"train": (pooled, y, None), "valid": (pooled, y, ["u"] * 30)}
@@ -181,31 +171,27 @@ def write_token_probe(mapper, fit, class_embeddings):
     >>> bool((cos.argmax(-1) == logits.argmax(-1)).all())
     True
     """
-    if mapper.layer_sum is None or mapper.token_projection is None:
-        raise ValueError(
-            "utterance_token_fit needs a QPMapper with layer weighting "
-            "(layer_weighting: True) and an utterance token "
-            "(qpmapper_utterance_token: True)."
+    token = mapper.utterance_token
+    if not isinstance(token, PosteriorToken):
+        raise TypeError(
+            "Only a QPMapper with a PosteriorToken has a token to fit as a "
+            f"probe, not {type(token).__name__}."
         )
     probe = fit["probe"]
-    # log() of a clamped one-hot leaves the other layers ~1e-9 of the sum.
-    weights = torch.tensor(fit["layer_weights"]).clamp(min=1e-9)
-    mapper.layer_sum.logits.copy_(weights.log())
-    norm = mapper.summary_norm
+    if mapper.layer_sum is not None:
+        # log() of a clamped one-hot leaves the other layers ~1e-9 of it.
+        weights = torch.tensor(fit["layer_weights"]).clamp(min=1e-9)
+        mapper.layer_sum.logits.copy_(weights.log())
+    norm = token.norm
     norm.running_mean.copy_(probe.mean[0])
     norm.running_var.copy_(probe.std[0].pow(2) - norm.eps)
+    token.head.classifier.load_state_dict(probe.linear.state_dict())
     dual = class_dual_basis(class_embeddings.to(probe.mean.device))
-    projection = mapper.token_projection
-    if isinstance(projection, ClassPosteriorToken):
-        projection.classifier.load_state_dict(probe.linear.state_dict())
-        projection.readout.weight.copy_(dual)
-    else:
-        projection.weight.copy_(dual @ probe.linear.weight)
-        projection.bias.copy_(dual @ probe.linear.bias)
+    token.head.readout.weight.copy_(dual)
 
 
 def fit_utterance_token(mapper, folder, datasets, labels, class_embeddings):
-    """Fits, writes and freezes the utterance token of a fresh phase.
+    """Fits and writes the ``PosteriorToken`` of a fresh phase.
 
     Arguments
     ---------
@@ -225,43 +211,11 @@ def fit_utterance_token(mapper, folder, datasets, labels, class_embeddings):
     dict
         ``layer_weights``, ``l2`` and ``valid_macro_f1`` of the fit.
     """
-    if mapper.layer_sum is None:  # before reading every cached clip
-        raise ValueError("utterance_token_fit needs layer_weighting: True.")
     splits = {name: pooled_split(folder, d) for name, d in datasets.items()}
     n_layers = splits["train"][0].shape[1]
-    current = mapper.layer_sum.layer_weights().cpu()
+    current = None
+    if mapper.layer_sum is not None:
+        current = mapper.layer_sum.layer_weights().cpu()
     fit = fit_token_probe(splits, labels, layer_candidates(current, n_layers))
     write_token_probe(mapper, fit, class_embeddings)
-    mapper.freeze_utterance_token()
     return {key: value for key, value in fit.items() if key != "probe"}
-
-
-def check_token_classes(mapper, labels):
-    """Fails early when a posterior token's size is not the label count.
-
-    Arguments
-    ---------
-    mapper : QPMapper
-        The phase's mapper.
-    labels : list of str
-        The phase's class names.
-
-    Example
-    -------
-    >>> from speechbrain_emosllm.qpmapper import QPMapper
-    >>> m = QPMapper(4, 6, n_queries=2, d_model=8, nhead=2, num_layers=1,
-    ...              utterance_token=True, token_classes=3)
-    >>> check_token_classes(m, ["a", "b", "c"])
-    >>> try:
-    ...     check_token_classes(m, ["a", "b"])
-    ... except ValueError as error:
-    ...     print(str(error).split(": ")[-1])
-    pass --qpmapper_token_classes=2.
-    """
-    classes = getattr(mapper.token_projection, "n_classes", None)
-    if classes is not None and classes != len(labels):
-        raise ValueError(
-            f"qpmapper_token_classes is {classes}, but the label set has "
-            f"{len(labels)} classes ({', '.join(labels)}): pass "
-            f"--qpmapper_token_classes={len(labels)}."
-        )

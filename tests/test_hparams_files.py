@@ -47,13 +47,8 @@ RAVDESS_KEYS = {
     "lr",
     "emotion_loss_weight",
     "layer_weighting",
-    "qpmapper_utterance_summary",
     "qpmapper_output_norm",
-    "label_anchor_weight",
-    "label_anchor_scale",
-    "qpmapper_utterance_token",
-    "qpmapper_token_classes",
-    "utterance_token_fit",
+    "utterance_token",
 }
 
 

@@ -8,6 +8,7 @@ from speechbrain_emosllm import QPMapper
 from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.prompts import EMOTION, PromptBuilder
 from speechbrain_emosllm.testing import make_tiny_tokenizer
+from speechbrain_emosllm.utterance_token import UtteranceToken
 
 LABELS = ["Neutral", "Happy", "Sad", "Angry"]
 
@@ -27,8 +28,8 @@ def test_label_tokens_are_the_ones_the_answer_spells():
 
 def test_anchor_teaches_the_mapper_an_utterance_level_class():
     """Clips that differ only by a small per-class offset of every frame
-    (the RAVDESS situation): the anchor loss alone makes the mean query
-    output point at the right class name."""
+    (the RAVDESS situation): the anchor loss alone makes the utterance
+    token point at the right class name."""
     torch.manual_seed(0)
     n_classes, width = 4, 12
     offsets = 0.05 * torch.randn(n_classes, width)
@@ -47,11 +48,12 @@ def test_anchor_teaches_the_mapper_an_utterance_level_class():
         nhead=4,
         num_layers=1,
         dropout=0.0,
-        utterance_summary=True,
         output_norm=True,
+        utterance_token=UtteranceToken(width, 16, 16),
     )
     anchor = LabelAnchor(
-        label_embeddings(torch.randn(30, 16), [[1], [2, 3], [4], [5]])
+        label_embeddings(torch.randn(30, 16), [[1], [2, 3], [4], [5]]),
+        token_index=mapper.utterance_token_index,
     )
     optimizer = torch.optim.Adam(mapper.parameters(), lr=3e-3)
     frames, labels = clips(64)

@@ -29,11 +29,12 @@ def build_wheel(tmp_path):
     source.mkdir()
     for name in ("setup.py", "README.md", "LICENSE", "requirements.txt"):
         shutil.copy(os.path.join(ROOT, name), source)
-    shutil.copytree(
-        os.path.join(ROOT, "speechbrain_emosllm"),
-        source / "speechbrain_emosllm",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    for folder in ("speechbrain_emosllm", "hparams"):
+        shutil.copytree(
+            os.path.join(ROOT, folder),
+            source / folder,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
     built = run(
         [
             "-m",
@@ -76,8 +77,10 @@ def install_wheel(wheel, tmp_path):
 def test_wheel_holds_the_presets_and_runs_outside_the_repository(tmp_path):
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
+    # The repository's hparams/ folder, installed as the presets package.
     presets = [
-        os.path.relpath(path, PRESETS_FOLDER.parent.parent)
+        "speechbrain_emosllm/presets/"
+        + os.path.relpath(path, PRESETS_FOLDER).replace(os.sep, "/")
         for path in glob.glob(
             str(PRESETS_FOLDER / "**" / "*.yaml"), recursive=True
         )

@@ -4,6 +4,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_emosllm import QPMapper
+from speechbrain_emosllm.utterance_token import UtteranceToken
 
 
 def small_mapper(**kwargs):
@@ -15,6 +16,8 @@ def small_mapper(**kwargs):
         nhead=4,
         num_layers=2,
     )
+    if kwargs.pop("token", False):
+        options["utterance_token"] = UtteranceToken(12, 20, 16)
     options.update(kwargs)
     return QPMapper(**options)
 
@@ -91,7 +94,7 @@ def clip_variation(mapper, n_clips=16, seed=0):
     return (spread / out.pow(2).mean()).sqrt().item()
 
 
-def test_utterance_level_cues_reach_the_outputs_with_the_summary():
+def test_utterance_level_cues_reach_the_outputs_with_the_token():
     """The depth where RAVDESS's emotion was lost (recipe README).
 
     Without the summary the 32 outputs of a real P3 mapper varied by ~0.1%
@@ -100,14 +103,14 @@ def test_utterance_level_cues_reach_the_outputs_with_the_summary():
     torch.manual_seed(0)
     plain = clip_variation(small_mapper(dropout=0.0))
     torch.manual_seed(0)
-    summary = clip_variation(small_mapper(dropout=0.0, utterance_summary=True))
+    summary = clip_variation(small_mapper(dropout=0.0, token=True))
     assert plain < 0.15
     assert summary > 0.5
 
 
-def test_summary_keeps_padding_invariance_and_single_clip_batches():
+def test_token_keeps_padding_invariance_and_single_clip_batches():
     torch.manual_seed(0)
-    mapper = small_mapper(utterance_summary=True, n_layers=3)
+    mapper = small_mapper(token=True, n_layers=3)
     mapper(torch.randn(4, 30, 3, 12))  # statistics
     mapper.eval()
     short = torch.randn(1, 30, 3, 12)

@@ -17,7 +17,9 @@ from speechbrain_emosllm.testing import write_tone_clips
 
 RAVDESS_RECIPE = os.path.join(ROOT, "recipes", "RAVDESS", "emosllm")
 sys.path.insert(0, RAVDESS_RECIPE)
-from ravdess_prepare import label_names, prepare_ravdess  # noqa: E402
+from ravdess_prepare import prepare_ravdess  # noqa: E402
+
+from speechbrain_emosllm.labels import ravdess_labels as label_names  # noqa: E402
 
 SHARED = os.path.join(ROOT, "..", "shared", "data", "ravdess")
 needs_shared = pytest.mark.skipif(
@@ -157,7 +159,6 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
         "--valid_actors=3",
         "--test_actors=4",
         "--label_set=nhsa4",
-        "--qpmapper_token_classes=4",
         "--encoder_preset=whisper_tiny_en",
         f"--encoder_source={whisper}",
         "--encoder_dim=32",
@@ -202,10 +203,10 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     )
     for mode in ("ser_only", "prompt_hint", "joint_oracle"):
         assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
-    # The label anchor's own decisions are scored next to the LLM's.
-    assert 0.0 <= summary["label_anchor_macro_f1"] <= 1.0
+    # The token's own decisions are scored next to the LLM's.
+    assert 0.0 <= summary["utterance_token_macro_f1"] <= 1.0
     # The exported model keeps the recipe's classes and its mapper (every
-    # encoder layer, utterance summary) and classifies a real clip.
+    # encoder layer, utterance token) and classifies a real clip.
     from speechbrain_emosllm.export import export_model
     from speechbrain_emosllm.inference import EmotionLLM
 
@@ -220,14 +221,15 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     clip = os.path.join(data, "Actor_04", os.listdir(data + "/Actor_04")[0])
     result = model.predict_file(clip, mode="ser_only")
     assert result["label"] in label_names("nhsa4")
-    assert model.mods.qpmapper.summary_norm is not None
+    token = model.mods.qpmapper.utterance_token
     # The utterance token was fitted as a probe before training and stayed
     # frozen: the exported mapper has the layer weighting the fit chose.
     fit = json.load(open(tmp_path / "out" / "ser" / "utterance_token_fit.json"))
     assert set(fit) == {"layer_weights", "l2", "valid_macro_f1"}
     exported = model.mods.qpmapper.layer_sum.layer_weights().tolist()
     assert exported == pytest.approx(fit["layer_weights"], abs=2e-3)
-    assert model.mods.qpmapper.token_projection.n_classes == 4
+    # Its class count follows the label set (nhsa4: 4 classes).
+    assert token.head.classifier.out_features == 4
 
     # The probe and the phase share one all-layers cache: each clip once.
     cache = tmp_path / "out" / "feature_cache"

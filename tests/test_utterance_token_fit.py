@@ -1,4 +1,4 @@
-"""The utterance token fitted as a linear probe, then frozen."""
+"""The posterior token fitted as a linear probe, then frozen."""
 
 import pytest
 import torch
@@ -7,9 +7,12 @@ import torch.nn.functional as F
 from speechbrain_emosllm import QPMapper
 from speechbrain_emosllm.checkpoints import load_parameters_except
 from speechbrain_emosllm.label_anchor import LabelAnchor
-from speechbrain_emosllm.posterior_token import ClassPosteriorToken
+from speechbrain_emosllm.utterance_token import (
+    ClassPosterior,
+    PosteriorToken,
+    UtteranceToken,
+)
 from speechbrain_emosllm.utterance_token_fit import (
-    check_token_classes,
     fit_token_probe,
     layer_candidates,
     write_token_probe,
@@ -35,8 +38,12 @@ def pooled(frames):
     return F.layer_norm(frames, frames.shape[-1:]).mean(1)
 
 
-def mapper(token_classes=None):
+def mapper(posterior=True):
     torch.manual_seed(0)
+    if posterior:
+        token = PosteriorToken(WIDTH, 16, 16, n_classes=len(LABELS))
+    else:
+        token = UtteranceToken(WIDTH, 16, 16)
     return QPMapper(
         WIDTH,
         16,
@@ -46,10 +53,8 @@ def mapper(token_classes=None):
         num_layers=1,
         dropout=0.0,
         n_layers=LAYERS,
-        utterance_summary=True,
         output_norm=True,
-        utterance_token=True,
-        token_classes=token_classes,
+        utterance_token=token,
     )
 
 
@@ -62,16 +67,14 @@ def fitted(model, class_embeddings):
     current = model.layer_sum.layer_weights()
     fit = fit_token_probe(splits, LABELS, layer_candidates(current, LAYERS))
     write_token_probe(model, fit, class_embeddings)
-    model.freeze_utterance_token()
     return fit
 
 
-@pytest.mark.parametrize("token_classes", [None, len(LABELS)])
-def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it(token_classes):
+def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it():
     """The fitted token's cosine profile ranks the classes like the probe,
     and training the rest of the mapper (the LLM's loss stands in as a
     loss on the other outputs) leaves the token's classifier unchanged."""
-    model = mapper(token_classes)
+    model = mapper()
     names = torch.randn(len(LABELS), 16)
     fit = fitted(model, names)
     assert fit["layer_weights"] == [0.0, 0.0, 1.0]  # the informative last
@@ -87,7 +90,8 @@ def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it(token_classes):
     frozen = {
         name: value.clone()
         for name, value in model.state_dict().items()
-        if name.startswith(("layer_sum", "token_projection", "summary_norm"))
+        if name.startswith(("layer_sum", "utterance_token.head"))
+        or name.startswith("utterance_token.norm")
     }
     queries = model.queries.detach().clone()
     model.train()
@@ -105,38 +109,42 @@ def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it(token_classes):
     assert torch.equal(anchor(model(test_frames)).argmax(-1), decisions)
 
 
-def test_a_mapper_without_layers_or_token_cannot_be_fitted():
+def test_only_a_posterior_token_is_fitted():
     plain = QPMapper(WIDTH, 16, n_queries=2, d_model=16, nhead=2, num_layers=1)
-    with pytest.raises(ValueError, match="utterance_token=True"):
-        QPMapper(
-            WIDTH,
-            16,
-            n_queries=2,
-            d_model=16,
-            nhead=2,
-            num_layers=1,
-            token_classes=4,
-        )
-    with pytest.raises(ValueError, match="layer_weighting"):
+    with pytest.raises(TypeError, match="PosteriorToken.*NoneType"):
         write_token_probe(plain, {"probe": None}, torch.randn(4, 16))
-    with pytest.raises(ValueError, match="utterance_token"):
-        plain.freeze_utterance_token()
+    with pytest.raises(TypeError, match="UtteranceToken"):
+        write_token_probe(mapper(False), {"probe": None}, torch.randn(4, 16))
+
+
+def test_a_posterior_token_freezes_what_it_reads_and_nothing_else():
+    model = mapper()
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {
+        "layer_sum.logits",
+        "utterance_token.head.classifier.weight",
+        "utterance_token.head.classifier.bias",
+        "utterance_token.head.readout.weight",
+    }
+    linear = mapper(posterior=False)
+    trained = {n for n, p in linear.named_parameters() if p.requires_grad}
+    assert {"layer_sum.logits", "utterance_token.head.weight"} <= trained
 
 
 def test_a_posterior_token_carries_the_probe_posterior():
     """Along each class name's unit embedding, the token reads that
     class's probe posterior: the likely classes are the whole vector."""
-    model = mapper(token_classes=len(LABELS))
-    assert isinstance(model.token_projection, ClassPosteriorToken)
+    model = mapper()
+    assert isinstance(model.utterance_token.head, ClassPosterior)
     names = torch.randn(len(LABELS), 16)
     fit = fitted(model, names)
     model.eval()
     mean_frames = pooled(clips(40, 3)[0])[:, 2]
-    norm = model.summary_norm
+    norm = model.utterance_token.norm
     standardised = (mean_frames - norm.running_mean) / torch.sqrt(
         norm.running_var + norm.eps
     )
-    token = model.token_projection(standardised)
+    token = model.utterance_token.head(standardised)
     along = token @ F.normalize(names, dim=-1).T
     posterior = fit["probe"](mean_frames[:, None]).softmax(-1)
     assert torch.allclose(along, posterior, atol=1e-4)
@@ -145,17 +153,14 @@ def test_a_posterior_token_carries_the_probe_posterior():
 def test_a_posterior_token_starts_from_a_linear_token_predecessor(tmp_path):
     """The emotion phase warm-starts from an ASR phase whose token was a
     linear projection: everything else loads, the token is fitted anew."""
-    predecessor = mapper()
+    predecessor = mapper(posterior=False)
     path = tmp_path / "qpmapper.ckpt"
     torch.save(predecessor.state_dict(), path)
-    model = mapper(token_classes=len(LABELS))
-    with pytest.raises(RuntimeError, match="size mismatch|token_projection"):
+    model = mapper()
+    with pytest.raises(RuntimeError, match="utterance_token.head"):
         model.load_state_dict(torch.load(path))
-    load_parameters_except(model, str(path), "token_projection.")
+    load_parameters_except(model, str(path), "utterance_token.head.")
     new, old = model.state_dict(), predecessor.state_dict()
     for name, value in old.items():
-        if not name.startswith("token_projection."):
+        if not name.startswith("utterance_token.head."):
             assert torch.equal(new[name], value), name
-    check_token_classes(model, LABELS)
-    with pytest.raises(ValueError, match="qpmapper_token_classes=3"):
-        check_token_classes(model, LABELS[:3])

@@ -11,7 +11,6 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -61,8 +60,6 @@ def ravdess_overrides(common, phase, args, output):
     >>> out = ravdess_overrides({"lr": 1}, {"lr": 0.1}, args, "/o")
     >>> "--lr=0.1" in out, "--lr=1" in out
     (True, False)
-    >>> "--qpmapper_token_classes=8" in out
-    True
     """
     options = dict(common)
     options.update(
@@ -73,27 +70,10 @@ def ravdess_overrides(common, phase, args, output):
             "valid_actors": args.valid_actors,
             "test_actors": args.test_actors,
             "label_set": args.label_set,
-            "qpmapper_token_classes": len(recipe_label_names(args.label_set)),
         }
     )
     options.update(phase)
     return [f"--{key}={value}" for key, value in options.items()]
-
-
-def recipe_label_names(label_set):
-    """The class names of a label set, from the recipe's data preparation.
-
-    Example
-    -------
-    >>> recipe_label_names("nhsa4")
-    ['Neutral', 'Happy', 'Sad', 'Angry']
-    """
-    spec = importlib.util.spec_from_file_location(
-        "ravdess_prepare", RECIPE / "ravdess_prepare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.label_names(label_set)
 
 
 def run_script(script, overrides, env):

@@ -37,19 +37,23 @@ RECIPE = (
 )
 PHASES = ("p1_asr", "p2_asr_lora", "p3_joint")
 
-# The QPMapper of both demo corpora, from P1 on (the RAVDESS recipe's
-# hparams/ser.yaml): layer-weighted encoder frames, outputs RMS-normalised
-# to the LLM's embedding scale, a standardised utterance summary added to
-# the queries and one utterance token for the label anchor to pull towards
-# the class names. With the paper's plain mapper the same corpus and
-# settings gave P2 valid WER 63.6% (38.6% with this one) and SER-only
-# answers that used the audio only from P3's 4th epoch.
-MAPPER = {
-    "layer_weighting": True,
-    "qpmapper_utterance_summary": True,
-    "qpmapper_output_norm": True,
-    "qpmapper_utterance_token": True,
-}
+# The QPMapper of the demo's eSpeak phases (the RAVDESS recipe's
+# hparams/ser.yaml has its own): layer-weighted encoder frames, outputs
+# RMS-normalised to the LLM's embedding scale, and a trained utterance
+# token (speechbrain_emosllm.utterance_token) for the label anchor to pull
+# towards the class names. Written as a phase file that names the recipe's
+# as its base (speechbrain_emosllm.hparams): the YAML is the architecture.
+# With the paper's plain mapper the same corpus and settings gave P2 valid
+# WER 63.6% (38.6% with this one) and SER-only answers that used the audio
+# only from P3's 4th epoch (the recipe README has the numbers).
+MAPPER_YAML = """\
+layer_weighting: True
+qpmapper_output_norm: True
+utterance_token: !new:speechbrain_emosllm.utterance_token.UtteranceToken
+    input_size: !ref <encoder_dim>
+    output_size: !ref <llm_dim>
+    query_size: !ref <qpmapper_dim>
+"""
 # Full demo: real weights. Sizes, phase lengths and learning rates were
 # chosen to fit 30 minutes on 2 CPU cores (see the README). Phases 1 and 2
 # skip their evaluation modes: only phase 3's results are reported.
@@ -196,7 +200,6 @@ def model_options(config, assets):
     }
     if "encoder_hidden_states" in assets:
         options["encoder_hidden_states"] = assets["encoder_hidden_states"]
-    options.update(MAPPER)
     options.update(config["common"])
     return options
 
@@ -215,6 +218,33 @@ def phase_overrides(config, assets, corpus, output, phase):
     return [f"--{key}={value}" for key, value in options.items()]
 
 
+def write_phase_file(output, phase):
+    """The demo's phase file: the recipe's, with the demo's mapper.
+
+    Arguments
+    ---------
+    output : str
+        The demo's output folder (the file goes to its ``hparams/``).
+    phase : str
+        Phase name.
+
+    Returns
+    -------
+    str
+        Its path.
+    """
+    folder = os.path.join(output, "hparams")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{phase}.yaml")
+    base = RECIPE / "hparams" / f"{phase}.yaml"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "# The offline demo's phase: the recipe's, with the demo's "
+            f"mapper.\nbase_hparams: {base}\n{MAPPER_YAML}"
+        )
+    return path
+
+
 def phase_marker(overrides, corpus_settings):
     """What a finished phase's ``demo_phase_done`` file records.
 
@@ -231,10 +261,11 @@ def phase_marker(overrides, corpus_settings):
 
     Example
     -------
-    >>> phase_marker(["--lr=0.1"], {"seed": 1}).splitlines()
+    >>> phase_marker(["--lr=0.1"], {"seed": 1}).splitlines()[-2:]
     ['--lr=0.1', '{"seed": 1}']
     """
-    return "\n".join([*overrides, json.dumps(corpus_settings, sort_keys=True)])
+    settings = json.dumps(corpus_settings, sort_keys=True)
+    return "\n".join([MAPPER_YAML, *overrides, settings])
 
 
 def finished(output, phase, marker):
@@ -289,8 +320,9 @@ def run_phase(phase, overrides, output, marker):
         TRANSFORMERS_OFFLINE="1",
         PYTHONPATH=os.pathsep.join([str(RECIPE.parents[2])] + sys.path),
     )
+    phase_file = write_phase_file(output, phase)
     result = subprocess.run(
-        [sys.executable, "train.py", f"hparams/{phase}.yaml", *overrides],
+        [sys.executable, "train.py", phase_file, *overrides],
         cwd=RECIPE,
         env=env,
     )

@@ -28,7 +28,11 @@ import re
 from collections import Counter
 
 from speechbrain_emosllm.audio import check_audio
-from speechbrain_emosllm.labels import emotion_labels
+from speechbrain_emosllm.labels import (
+    RAVDESS_EMOTIONS,
+    RAVDESS_LABEL_SETS,
+    ravdess_labels,
+)
 from speechbrain_emosllm.manifests import (
     manifests_valid,
     options_match,
@@ -37,41 +41,12 @@ from speechbrain_emosllm.manifests import (
 
 logger = logging.getLogger(__name__)
 
-# RAVDESS emotion codes (the `EE` field of a file name).
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
 STATEMENTS = {
     "01": "Kids are talking by the door",
     "02": "Dogs are sitting by the door",
 }
 INTENSITIES = {"01": "normal", "02": "strong"}
 
-# Label sets: RAVDESS emotion -> class name, and the class list in order.
-# `msp` uses the MSP-Podcast class names and order (Contempt has no RAVDESS
-# clips) so that an MSP-Podcast model can be tested on RAVDESS as is.
-_MSP_NAMES = {
-    "neutral": "Neutral",
-    "calm": "Neutral",
-    "happy": "Happy",
-    "sad": "Sad",
-    "angry": "Angry",
-    "fearful": "Fear",
-    "disgust": "Disgust",
-    "surprised": "Surprise",
-}
-LABEL_SETS = {
-    "ravdess8": {e: e.capitalize() for e in RAVDESS_EMOTIONS.values()},
-    "msp": _MSP_NAMES,
-    "nhsa4": {e: _MSP_NAMES[e] for e in ("neutral", "happy", "sad", "angry")},
-}
 SPLIT_FILES = {
     "train": "train.json",
     "valid": "valid.json",
@@ -83,35 +58,6 @@ FILE_NAME = re.compile(
 )
 DEFAULT_VALID_ACTORS = (17, 18)
 DEFAULT_TEST_ACTORS = (19, 20, 21, 22, 23, 24)
-
-
-def label_names(label_set):
-    """The class names of a label set, in their canonical order.
-
-    Arguments
-    ---------
-    label_set : str
-        ``ravdess8``, ``msp`` or ``nhsa4``.
-
-    Returns
-    -------
-    list of str
-
-    Example
-    -------
-    >>> label_names("nhsa4")
-    ['Neutral', 'Happy', 'Sad', 'Angry']
-    >>> label_names("ravdess8")[:3]
-    ['Neutral', 'Calm', 'Happy']
-    """
-    if label_set not in LABEL_SETS:
-        raise ValueError(
-            f"Unknown label_set '{label_set}': use one of "
-            f"{', '.join(LABEL_SETS)}."
-        )
-    if label_set == "msp":
-        return emotion_labels(8)
-    return list(dict.fromkeys(LABEL_SETS[label_set].values()))
 
 
 def parse_actors(value):
@@ -325,8 +271,8 @@ def prepare_ravdess(
     """
     if not os.path.isdir(data_folder):
         raise FileNotFoundError(f"data_folder not found: {data_folder}")
-    label_names(label_set)  # a clear error for an unknown set
-    mapping = LABEL_SETS[label_set]
+    ravdess_labels(label_set)  # a clear error for an unknown set
+    mapping = RAVDESS_LABEL_SETS[label_set]
     valid_actors, test_actors = (
         parse_actors(valid_actors),
         parse_actors(test_actors),
@@ -400,7 +346,9 @@ def main(argv=None):
     parser.add_argument(
         "--test_actors", default=",".join(map(str, DEFAULT_TEST_ACTORS))
     )
-    parser.add_argument("--label_set", default="ravdess8", choices=LABEL_SETS)
+    parser.add_argument(
+        "--label_set", default="ravdess8", choices=RAVDESS_LABEL_SETS
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     counts = prepare_ravdess(

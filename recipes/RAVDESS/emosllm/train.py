@@ -21,8 +21,9 @@ Authors
 
 import sys
 
-from ravdess_prepare import label_names, prepare_ravdess
+from ravdess_prepare import prepare_ravdess
 
+from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.recipe import run_phase
 
 
@@ -39,7 +40,7 @@ def prepare_data(hparams):
 
 def class_names(hparams):
     """The classes of the chosen label set."""
-    return label_names(hparams["label_set"])
+    return ravdess_labels(hparams["label_set"])
 
 
 if __name__ == "__main__":
