@@ -56,6 +56,90 @@ def list_audio(paths):
     return files
 
 
+def positive_int(text):
+    """An argparse type: an integer of at least 1.
+
+    Example
+    -------
+    >>> positive_int("4")
+    4
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text}")
+    return value
+
+
+def device_problem(device):
+    """Why ``device`` cannot run the model here (None: it can).
+
+    Arguments
+    ---------
+    device : str
+        A torch device string (``cpu``, ``cuda``, ``cuda:1``...).
+
+    Returns
+    -------
+    str or None
+
+    Example
+    -------
+    >>> device_problem("cpu") is None, device_problem("gpu")[:21]
+    (True, "'gpu' is not a device")
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        return f"'{device}' is not a device (use cpu, cuda or cuda:N)"
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"--device {device}: no CUDA GPU is available here"
+        if parsed.index is not None and parsed.index >= count:
+            return f"--device {device}: this machine has {count} CUDA GPU(s)"
+    elif parsed.type != "cpu":
+        backend = getattr(torch.backends, parsed.type, None)
+        if backend is None or not backend.is_available():
+            return f"--device {device}: not available on this machine"
+    return None
+
+
+def model_folder_problem(folder):
+    """Why ``folder`` is not an exported model folder (None: it is).
+
+    Arguments
+    ---------
+    folder : str
+        The ``--model`` argument.
+
+    Returns
+    -------
+    str or None
+
+    Example
+    -------
+    >>> model_folder_problem("/no/such/folder").split(": ")[-1]
+    'is /no/such/folder a model folder?'
+    """
+    hparams = os.path.join(folder, "hyperparams.yaml")
+    if not os.path.isfile(hparams):
+        return f"{hparams} not found: is {folder} a model folder?"
+    if not os.path.isfile(os.path.join(folder, "qpmapper.ckpt")):
+        if os.path.isdir(os.path.join(folder, "save")):
+            return (
+                f"{folder} is a training phase folder, not a model: export "
+                f"it first (python -m speechbrain_emosllm.export {folder} "
+                "MODEL_FOLDER) and pass MODEL_FOLDER."
+            )
+        return f"{folder} has no qpmapper.ckpt: is it an exported model?"
+    return None
+
+
 def emit(record, out):
     """Writes one strict JSON line (NaN or infinity is an error)."""
     print(json.dumps(record, allow_nan=False), file=out, flush=True)
@@ -173,16 +257,24 @@ def main(argv=None):
         "their code)",
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument(
         "--savedir",
         default=None,
         help="where SpeechBrain links the model files",
     )
     args = parser.parse_args(argv)
+    # Usage errors (exit 2) before anything is loaded.
+    problem = model_folder_problem(args.model) or device_problem(args.device)
+    if problem:
+        parser.error(problem)
+    files = list_audio(args.paths)
+    if not files:
+        parser.error(
+            "no audio files found in " + ", ".join(args.paths)
+            + f" (extensions: {', '.join(AUDIO_EXTENSIONS)})"
+        )
     hparams = os.path.join(args.model, "hyperparams.yaml")
-    if not os.path.isfile(hparams):
-        parser.error(f"{hparams} not found: is {args.model} a model folder?")
     if not args.trust_model:
         from speechbrain_emosllm.model_trust import (
             UntrustedModelError,
@@ -201,9 +293,7 @@ def main(argv=None):
         source=args.model, savedir=savedir, run_opts={"device": args.device}
     )
     try:
-        failures = infer(
-            model, list_audio(args.paths), args.mode, args.batch_size
-        )
+        failures = infer(model, files, args.mode, args.batch_size)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly. Python would
         # otherwise complain again when it flushes stdout at exit.

@@ -383,3 +383,52 @@ def test_emosllm_infer_from_the_installed_wheel(
     assert result.returncode == 0, result.stderr[-3000:]
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["label"] in ["Neutral", "Happy", "Sad", "Angry"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--batch-size", "-1"], "must be a positive integer: -1"),
+        (["--batch-size", "0"], "must be a positive integer: 0"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--device", "gpu"], "'gpu' is not a device"),
+    ],
+)
+def test_infer_usage_errors_exit_2_before_loading(
+    arguments, message, tmp_path, capsys
+):
+    from speechbrain_emosllm.cli import main
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "hyperparams.yaml").write_text("labels: [a]\n")
+    (model / "qpmapper.ckpt").write_bytes(b"")
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", str(model), *arguments, str(clip)])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_infer_refuses_empty_folders_and_training_folders(tmp_path, capsys):
+    from speechbrain_emosllm.cli import main
+
+    phase = tmp_path / "p3_joint"
+    (phase / "save").mkdir(parents=True)
+    (phase / "hyperparams.yaml").write_text("labels: [a]\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", str(phase), "--trust-model", str(empty)])
+    assert exit_.value.code == 2
+    assert "training phase folder" in capsys.readouterr().err
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "hyperparams.yaml").write_text("labels: [a]\n")
+    (model / "qpmapper.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", str(model), str(empty)])
+    assert exit_.value.code == 2
+    assert "no audio files found in" in capsys.readouterr().err
