@@ -29,6 +29,9 @@ def read_audio_file(path, sample_rate):
         raise FileNotFoundError(f"Audio file not found: {path}")
     if os.path.getsize(path) == 0:
         raise ValueError(f"Audio file is empty: {path}")
+    _, problem = check_audio(path)
+    if problem == "audio has no samples":  # a header only: say so
+        raise ValueError(f"Audio file has no samples: {path}")
     try:
         info = read_audio_info(path)
         signal = read_audio(path)

@@ -378,6 +378,11 @@ def as_classifier_output(results, labels):
     return out_prob, score, index, [labels[i] for i in index.tolist()]
 
 
+# Decoded audio lies in [-1, 1]; float files may overshoot a little, but a
+# peak beyond this is no waveform (and overflows the encoder's features).
+MAX_AMPLITUDE = 1000.0
+
+
 def check_signal(signal, sample_rate, name):
     """Refuses audio too short to encode or holding NaN / infinity.
 
@@ -398,6 +403,11 @@ def check_signal(signal, sample_rate, name):
     ... except ValueError as error:
     ...     print(error)
     b.wav: 10 samples (0.001 s) is too short to classify (at least 0.1 s).
+    >>> try:
+    ...     check_signal(torch.full((16000,), 1e30), 16000, "c.wav")
+    ... except ValueError as error:
+    ...     print(str(error)[:38])
+    c.wav: peak amplitude 1e+30 is far out
     """
     if len(signal) < MIN_AUDIO_SECONDS * sample_rate:
         raise ValueError(
@@ -406,6 +416,12 @@ def check_signal(signal, sample_rate, name):
         )
     if not torch.isfinite(signal).all():
         raise ValueError(f"{name}: the audio holds NaN or infinite samples.")
+    peak = signal.abs().max().item()
+    if peak > MAX_AMPLITUDE:
+        raise ValueError(
+            f"{name}: peak amplitude {peak:.3g} is far outside [-1, 1] "
+            f"(over {MAX_AMPLITUDE:g}): not a decodable waveform scale."
+        )
 
 
 def split_windows(signal, window, sample_rate):

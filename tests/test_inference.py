@@ -432,3 +432,22 @@ def test_infer_refuses_empty_folders_and_training_folders(tmp_path, capsys):
         main(["--model", str(model), str(empty)])
     assert exit_.value.code == 2
     assert "no audio files found in" in capsys.readouterr().err
+
+
+def test_degenerate_audio_gets_named_errors(tmp_path):
+    import soundfile
+
+    from speechbrain_emosllm.audio import read_audio_file
+    from speechbrain_emosllm.inference import check_signal
+
+    header_only = tmp_path / "header.wav"
+    soundfile.write(header_only, torch.zeros(0).numpy(), 16000)
+    with pytest.raises(ValueError, match="has no samples: .*header.wav"):
+        read_audio_file(str(header_only), 16000)
+    loud = tmp_path / "loud.wav"
+    soundfile.write(
+        loud, torch.full((16000,), 1e30).numpy(), 16000, subtype="FLOAT"
+    )
+    signal = read_audio_file(str(loud), 16000)
+    with pytest.raises(ValueError, match="loud.wav: peak amplitude 1e\\+30"):
+        check_signal(signal, 16000, str(loud))
