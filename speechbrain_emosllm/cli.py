@@ -274,15 +274,14 @@ def main(argv=None):
             "no audio files found in " + ", ".join(args.paths)
             + f" (extensions: {', '.join(AUDIO_EXTENSIONS)})"
         )
-    hparams = os.path.join(args.model, "hyperparams.yaml")
     if not args.trust_model:
         from speechbrain_emosllm.model_trust import (
             UntrustedModelError,
-            check_model_yaml,
+            check_model_folder,
         )
 
         try:
-            check_model_yaml(hparams)
+            check_model_folder(args.model)
         except UntrustedModelError as error:
             parser.exit(2, f"emosllm-infer: {error}\n")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -11,6 +11,11 @@ Authors
  * speechbrain-emosllm contributors 2026
 """
 
+import importlib
+import inspect
+import json
+import os
+
 import ruamel.yaml
 
 # The objects an exported folder builds (see ``speechbrain_emosllm.export``
@@ -19,6 +24,9 @@ ALLOWED_OBJECTS = frozenset(
     {
         "speechbrain_emosllm.SpeechLLM",
         "speechbrain_emosllm.QPMapper",
+        "speechbrain_emosllm.utterance_token.UtteranceToken",
+        "speechbrain_emosllm.utterance_token.PosteriorToken",
+        "speechbrain_emosllm.labels.class_count",
         "speechbrain_emosllm.encoders.WhisperFrames",
         "speechbrain_emosllm.encoders.LayerFrames",
         "speechbrain_emosllm.layer_weights.weighted_layer_count",
@@ -27,6 +35,8 @@ ALLOWED_OBJECTS = frozenset(
         "speechbrain.utils.parameter_transfer.Pretrainer",
     }
 )
+# Arguments no allowed object may be given, even if its signature has them.
+REFUSED_ARGUMENTS = frozenset({"trust_remote_code"})
 # Tags that build nothing: references, copies, tuples, placeholders.
 INERT_TAGS = frozenset({"!ref", "!copy", "!tuple", "!PLACEHOLDER"})
 # YAML's core types; `!!python/...` tags are not among them.
@@ -38,6 +48,36 @@ STANDARD_TAGS = frozenset(
 
 class UntrustedModelError(ValueError):
     """A model folder's YAML names objects outside the allow-list."""
+
+
+def allowed_arguments(target):
+    """Keyword arguments an allowed object may be given from a YAML file.
+
+    Its named parameters, without ``REFUSED_ARGUMENTS``: nothing reaches a
+    ``**kwargs`` (which may pass it on, e.g. to ``from_pretrained``).
+
+    Arguments
+    ---------
+    target : str
+        Dotted name of an object in ``ALLOWED_OBJECTS``.
+
+    Returns
+    -------
+    set of str
+
+    Example
+    -------
+    >>> sorted(allowed_arguments("speechbrain_emosllm.labels.class_count"))
+    ['label_set']
+    """
+    module, _, name = target.rpartition(".")
+    obj = getattr(importlib.import_module(module), name)
+    named = (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    parameters = inspect.signature(obj).parameters.values()
+    return {p.name for p in parameters if p.kind in named} - REFUSED_ARGUMENTS
 
 
 def _nodes(node):
@@ -67,6 +107,9 @@ def disallowed_tags(text):
     ...                 "b: !apply:os.system [ls]\n"
     ...                 "c: !ref <a>\n")
     [(2, '!apply:os.system')]
+    >>> disallowed_tags("a: !new:speechbrain_emosllm.SpeechLLM\n"
+    ...                 "    source: x\n    trust_remote_code: true\n")
+    [(1, '!new:speechbrain_emosllm.SpeechLLM (argument trust_remote_code)')]
     """
     document = ruamel.yaml.YAML(typ="rt").compose(text)
     if document is None:
@@ -78,9 +121,84 @@ def disallowed_tags(text):
             continue
         kind, _, target = tag.partition(":")
         if kind in ("!new", "!name", "!apply") and target in ALLOWED_OBJECTS:
+            found += [
+                (node.start_mark.line + 1, f"{tag} (argument {key})")
+                for key in _argument_names(node)
+                if key not in allowed_arguments(target)
+            ]
             continue
         found.append((node.start_mark.line + 1, tag))
     return found
+
+
+def _argument_names(node):
+    """The keys of a mapping node (the keyword arguments of its tag)."""
+    if not isinstance(node, ruamel.yaml.nodes.MappingNode):
+        return []
+    return [str(key.value) for key, _ in node.value]
+
+
+def bundled_code(folder):
+    """Files in a model folder that would make transformers run code.
+
+    Python files, and JSON configs with an ``auto_map`` (which, with
+    ``trust_remote_code``, imports the folder's own modules).
+
+    Arguments
+    ---------
+    folder : str
+        A model folder.
+
+    Returns
+    -------
+    list of str
+        Paths relative to ``folder``.
+
+    Example
+    -------
+    >>> bundled_code("/no/such/folder")
+    []
+    """
+    found = []
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if name.endswith(".py") or (
+                name.endswith(".json") and _has_auto_map(path)
+            ):
+                found.append(os.path.relpath(path, folder))
+    return found
+
+
+def _has_auto_map(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and "auto_map" in content
+
+
+def check_model_folder(folder):
+    """Raises ``UntrustedModelError`` if loading ``folder`` could run code.
+
+    Its ``hyperparams.yaml`` may build only ``ALLOWED_OBJECTS`` with their
+    named arguments, and the folder (bundled base models included) may
+    hold no Python file and no ``auto_map`` config.
+
+    Arguments
+    ---------
+    folder : str
+        An exported model folder.
+    """
+    check_model_yaml(os.path.join(folder, "hyperparams.yaml"))
+    code = bundled_code(folder)
+    if code:
+        raise UntrustedModelError(
+            f"{folder} holds code that loading it could run "
+            f"({', '.join(code[:5])}): pass --trust-model only if you trust "
+            "who made this folder."
+        )
 
 
 def check_model_yaml(path):
@@ -95,6 +213,10 @@ def check_model_yaml(path):
         text = f.read()
     try:
         found = disallowed_tags(text)
+    except RecursionError:
+        raise UntrustedModelError(
+            f"{path}: its YAML aliases refer to themselves (recursion)."
+        ) from None
     except ruamel.yaml.YAMLError as error:
         raise UntrustedModelError(
             f"{path} is not valid YAML: {error}"

@@ -451,3 +451,54 @@ def test_degenerate_audio_gets_named_errors(tmp_path):
     signal = read_audio_file(str(loud), 16000)
     with pytest.raises(ValueError, match="loud.wav: peak amplitude 1e\\+30"):
         check_signal(signal, 16000, str(loud))
+
+
+def refused_by_cli(folder, tmp_path):
+    """Runs emosllm-infer on ``folder`` without --trust-model."""
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    result = run(
+        ["-m", "speechbrain_emosllm.cli", "--model", str(folder), str(clip)],
+        merge_output=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--trust-model" in result.stderr or "recursion" in result.stderr
+    assert result.stdout == ""
+    return result.stderr
+
+
+def test_cli_trust_boundary_holds_for_allowed_classes(exported, tmp_path):
+    """An allowed class given an argument outside its signature (here
+    trust_remote_code, which SpeechLLM would pass to from_pretrained), a
+    bundled model with an auto_map or a Python file, and a recursive YAML
+    alias are all refused before anything is built."""
+    import shutil
+
+    def copy(name):
+        folder = tmp_path / name
+        shutil.copytree(exported, folder)
+        return folder
+
+    folder = copy("remote_code")
+    text = (folder / "hyperparams.yaml").read_text()
+    text = text.replace(
+        "speech_llm: !new:speechbrain_emosllm.SpeechLLM\n",
+        "speech_llm: !new:speechbrain_emosllm.SpeechLLM\n"
+        "    trust_remote_code: true\n",
+    )
+    (folder / "hyperparams.yaml").write_text(text)
+    assert "(argument trust_remote_code)" in refused_by_cli(folder, tmp_path)
+
+    folder = copy("auto_map")
+    config = folder / "base_models" / "config.json"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text('{"auto_map": {"AutoModel": "evil.Model"}}')
+    (config.parent / "evil.py").write_text("raise SystemExit('ran')\n")
+    error = refused_by_cli(folder, tmp_path)
+    assert "base_models/config.json" in error
+    assert "base_models/evil.py" in error
+
+    folder = copy("recursive")
+    with open(folder / "hyperparams.yaml", "a", encoding="utf-8") as f:
+        f.write("\nloop: &loop [*loop]\n")
+    assert "recursion" in refused_by_cli(folder, tmp_path)
