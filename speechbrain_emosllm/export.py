@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 import ruamel.yaml
@@ -158,6 +159,11 @@ def export_model(phase_folder, model_folder, absolute_base_paths=False):
     str
         ``model_folder``.
     """
+    if os.path.exists(model_folder) and not os.path.isdir(model_folder):
+        raise FileExistsError(
+            f"{model_folder} is a file, not a folder; choose a new folder "
+            "(nothing was overwritten)."
+        )
     if os.path.isdir(model_folder) and os.listdir(model_folder):
         raise FileExistsError(
             f"{model_folder} is not empty; choose a new "
@@ -165,14 +171,19 @@ def export_model(phase_folder, model_folder, absolute_base_paths=False):
         )
     # Written in a staging folder beside the target and renamed into place
     # when complete: a failed export leaves nothing that looks like a model
-    # and does not block the retry.
+    # and does not block the retry. The staging folder's name holds the
+    # process id, so that one left by a killed export is recognised later.
     model_folder = os.path.abspath(model_folder)
     parent = os.path.dirname(model_folder)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(
-        prefix=f".{os.path.basename(model_folder)}.partial-", dir=parent
-    )
+    prefix = f".{os.path.basename(model_folder)}.partial-"
+    remove_stale_partials(parent, prefix)
+    staging = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
     try:
+        # mkdtemp makes a private folder; the model gets the user's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
         write_model_folder(phase_folder, staging, absolute_base_paths)
         if os.path.isdir(model_folder):
             os.rmdir(model_folder)  # empty, checked above
@@ -181,6 +192,55 @@ def export_model(phase_folder, model_folder, absolute_base_paths=False):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return model_folder
+
+
+def remove_stale_partials(parent, prefix):
+    """Removes staging folders of exports whose process is gone.
+
+    Arguments
+    ---------
+    parent : str
+        The model folder's parent.
+    prefix : str
+        The staging folders' name prefix (``.<name>.partial-``).
+
+    Returns
+    -------
+    list of str
+        The folders removed (each is also named on stderr).
+
+    Example
+    -------
+    >>> remove_stale_partials("/no/such/folder", ".m.partial-")
+    []
+    """
+    removed = []
+    if not os.path.isdir(parent):
+        return removed
+    for name in sorted(os.listdir(parent)):
+        pid = name[len(prefix) :].split("-")[0]
+        if not name.startswith(prefix) or not pid.isdigit():
+            continue
+        if _process_alive(int(pid)):
+            continue
+        path = os.path.join(parent, name)
+        shutil.rmtree(path, ignore_errors=True)
+        print(
+            f"export: removed {path}, left by an export that did not finish",
+            file=sys.stderr,
+        )
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _without_comments(node):

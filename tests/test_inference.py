@@ -91,6 +91,37 @@ def test_a_failed_export_leaves_nothing_and_the_retry_works(
     assert os.listdir(tmp_path) == ["model"]
 
 
+def test_export_umask_stale_partials_and_file_targets(
+    curriculum, tmp_path, capsys
+):
+    import subprocess
+
+    output, _, _ = curriculum
+    phase = os.path.join(output, "p3_joint")
+    # A staging folder of an export killed with SIGKILL: its process is gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".model.partial-{dead.pid}-abc"
+    (stale / "base_models").mkdir(parents=True)
+    # One of a running export (this process) is left alone.
+    running = tmp_path / f".model.partial-{os.getpid()}-xyz"
+    running.mkdir()
+    previous = os.umask(0o022)
+    try:
+        export_model(phase, str(tmp_path / "model"))
+    finally:
+        os.umask(previous)
+    assert not stale.exists() and running.exists()
+    assert str(stale) in capsys.readouterr().err
+    assert os.stat(tmp_path / "model").st_mode & 0o777 == 0o755
+
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    with pytest.raises(FileExistsError, match="is a file"):
+        export_model(phase, str(target))
+    assert target.read_text() == "keep me"
+
+
 def test_peft_loads_the_adapter_with_identical_logits(
     curriculum, exported, tiny_models
 ):
