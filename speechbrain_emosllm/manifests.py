@@ -92,6 +92,56 @@ def file_digest(path):
     return digest.hexdigest()
 
 
+def listing_digest(paths):
+    """Hash of files' paths, sizes and modification times.
+
+    What a preparation depends on besides its options: restoring, adding,
+    replacing or removing one of ``paths`` changes it. A missing path is
+    hashed as missing.
+
+    Arguments
+    ---------
+    paths : iterable of str
+        Files, in a fixed order.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> before = listing_digest([path])
+    >>> _ = open(path, "w").write("x")
+    >>> listing_digest([path]) != before
+    True
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            entry = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+        except FileNotFoundError:
+            entry = f"{path}\0missing\n"
+        digest.update(entry.encode())
+    return digest.hexdigest()
+
+
+def folder_listing(folder):
+    """Every file under ``folder`` (recursively), sorted; [] if none.
+
+    Example
+    -------
+    >>> folder_listing("/no/such/folder")
+    []
+    """
+    files = []
+    for root, _, names in os.walk(folder):
+        files += [os.path.join(root, name) for name in names]
+    return sorted(files)
+
+
 def options_match(path, options):
     """Whether the options file at ``path`` holds exactly ``options``.
 

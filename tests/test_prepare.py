@@ -195,3 +195,24 @@ def test_a_truncated_manifest_or_a_changed_table_is_redone(release, tmp_path):
     assert prepare_msp_podcast(str(release), str(out))
     assert load(out, "train.json")["MSP-PODCAST_0001_0002"]["emo"] == "Angry"
     assert not list(out.glob("*.tmp"))
+
+
+def test_restored_audio_is_seen_and_paths_are_absolute(
+    release, tmp_path, monkeypatch
+):
+    # Prepared from the release's parent with a relative data folder.
+    monkeypatch.chdir(release.parent)
+    out = tmp_path / "manifests"
+    prepare_msp_podcast(release.name, str(out))
+    train = load(out, "train.json")
+    assert "MSP-PODCAST_0001_0006" not in train  # its audio is missing
+    assert all(os.path.isabs(item["wav"]) for item in train.values())
+    # The missing file comes back: the rerun is not "up to date".
+    write_tone_clips(
+        str(release / "Audios"), [("MSP-PODCAST_0001_0006", 0.5, 1)]
+    )
+    assert prepare_msp_podcast(release.name, str(out)) != {}
+    restored = load(out, "train.json")["MSP-PODCAST_0001_0006"]
+    monkeypatch.chdir(tmp_path)  # another directory: the paths still hold
+    assert os.path.isfile(restored["wav"])
+    assert prepare_msp_podcast(str(release), str(out)) == {}

@@ -33,6 +33,8 @@ from speechbrain_emosllm.audio import check_audio
 from speechbrain_emosllm.labels import EMOTION_CODES, emotion_labels
 from speechbrain_emosllm.manifests import (
     file_digest,
+    folder_listing,
+    listing_digest,
     manifests_valid,
     write_json_atomically,
 )
@@ -195,9 +197,11 @@ def prepare_msp_podcast(
         Split -> number of utterances written (empty when the manifests
         were already there for the same options and label table).
     """
-    labels_csv = os.path.join(data_folder, "Labels", "labels_consensus.csv")
     if not os.path.isdir(data_folder):
         raise FileNotFoundError(f"data_folder not found: {data_folder}")
+    # Manifests hold absolute paths: they resolve from any directory.
+    data_folder = os.path.abspath(data_folder)
+    labels_csv = os.path.join(data_folder, "Labels", "labels_consensus.csv")
     if not os.path.isfile(labels_csv):
         raise FileNotFoundError(
             f"{labels_csv} not found: is {data_folder} an MSP-Podcast "
@@ -214,6 +218,12 @@ def prepare_msp_podcast(
         "n_classes": n_classes,
         "splits": list(splits),
         "labels_csv_sha256": file_digest(labels_csv),
+        # The audio and transcripts it read: a file restored, added or
+        # replaced since the last run makes it prepare again.
+        "files": listing_digest(
+            folder_listing(os.path.join(data_folder, "Audios"))
+            + folder_listing(os.path.join(data_folder, "Transcripts"))
+        ),
     }
     options_path = os.path.join(save_folder, OPTIONS_FILE)
     previous, written = previous_run(options_path)

@@ -20,7 +20,6 @@ Authors
 """
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from speechbrain_emosllm.labels import (
     ravdess_labels,
 )
 from speechbrain_emosllm.manifests import (
+    listing_digest,
     manifests_valid,
     options_match,
     write_json_atomically,
@@ -234,15 +234,6 @@ def duration_of(path):
     return duration
 
 
-def listing_digest(clips):
-    """Hash of the clips' names, sizes and modification times."""
-    digest = hashlib.sha256()
-    for path, _ in clips:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def prepare_ravdess(
     data_folder,
     save_folder,
@@ -271,6 +262,8 @@ def prepare_ravdess(
     """
     if not os.path.isdir(data_folder):
         raise FileNotFoundError(f"data_folder not found: {data_folder}")
+    # Manifests hold absolute paths: they resolve from any directory.
+    data_folder = os.path.abspath(data_folder)
     ravdess_labels(label_set)  # a clear error for an unknown set
     mapping = RAVDESS_LABEL_SETS[label_set]
     valid_actors, test_actors = (
@@ -286,7 +279,7 @@ def prepare_ravdess(
         "valid_actors": sorted(valid_actors),
         "test_actors": sorted(test_actors),
         "label_set": label_set,
-        "listing": listing_digest(clips),
+        "listing": listing_digest(path for path, _ in clips),
     }
     outputs = {s: os.path.join(save_folder, f) for s, f in SPLIT_FILES.items()}
     options_path = os.path.join(save_folder, OPTIONS_FILE)
