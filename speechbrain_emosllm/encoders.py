@@ -4,7 +4,11 @@ EmoSLLM calls its encoder as ``encoder(wavs, wav_lens)`` and reads frames
 whose relative lengths are ``wav_lens``. SpeechBrain's WavLM and wav2vec 2.0
 lobes already behave so. Its Whisper lobe takes no lengths and pads every
 clip to 30 s (1500 frames); ``WhisperFrames`` trims those frames back to the
-batch's longest clip so that relative lengths hold again.
+batch's longest clip so that relative lengths hold again, and floors each
+clip's log-mel spectrogram at its own maximum (``PerClipWhisper``); for
+the wav2vec 2.0 / WavLM lobes ``LayerFrames`` standardises each waveform
+over its own samples. Either way a clip's frames do not depend on its
+batch-mates.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -12,6 +16,8 @@ Authors
 
 import math
 
+import torch
+from speechbrain.integrations.huggingface.whisper import Whisper
 from torch import nn
 
 
@@ -36,6 +42,37 @@ def cache_options(output_all_hiddens):
     ({}, {'output_all_hiddens': True})
     """
     return {"output_all_hiddens": True} if output_all_hiddens else {}
+
+
+class PerClipWhisper(Whisper):
+    """SpeechBrain's Whisper lobe with a log-mel floor per clip.
+
+    The lobe floors the log-mel spectrogram 8 decades below the maximum of
+    the whole batch, so a quiet clip's features change with a loud
+    batch-mate; Whisper's own front end floors each clip at its own
+    maximum, which is what this does (one clip at a time; the STFT is a
+    small part of the encoder's cost).
+
+    Example
+    -------
+    >>> lobe = PerClipWhisper.__new__(PerClipWhisper)
+    >>> nn.Module.__init__(lobe)
+    >>> lobe._n_fft, lobe._hop_length = 400, 160
+    >>> lobe.register_buffer("_mel_filters", torch.rand(80, 201))
+    >>> quiet = torch.randn(1, 8000) * 1e-3
+    >>> loud = torch.randn(1, 8000) * 1e3
+    >>> alone = lobe.log_mel_spectrogram(quiet)
+    >>> batched = lobe.log_mel_spectrogram(torch.cat([quiet, loud]))[:1]
+    >>> torch.equal(alone, batched)
+    True
+    """
+
+    def log_mel_spectrogram(self, audio, padding=0):
+        """The lobe's log-mel spectrogram of each clip on its own."""
+        clips = []
+        for clip in audio:
+            clips.append(super().log_mel_spectrogram(clip[None], padding))
+        return torch.cat(clips)
 
 
 class WhisperFrames(nn.Module):
@@ -80,9 +117,7 @@ class WhisperFrames(nn.Module):
         output_all_hiddens=False,
     ):
         super().__init__()
-        from speechbrain.integrations.huggingface.whisper import Whisper
-
-        self.whisper = Whisper(
+        self.whisper = PerClipWhisper(
             source,
             save_path,
             sampling_rate=sample_rate,
@@ -93,7 +128,11 @@ class WhisperFrames(nn.Module):
         self.sample_rate = sample_rate
         self.frame_rate = frame_rate
         self.output_all_hiddens = output_all_hiddens
-        self.cache_options = cache_options(output_all_hiddens)
+        # Frames made with the batch-wide floor are cached under other keys.
+        self.cache_options = {
+            **cache_options(output_all_hiddens),
+            "log_mel_floor": "per_clip",
+        }
 
     def forward(self, wav, wav_lens=None):
         """Encoder frames of the batch's longest clip, padding trimmed.
@@ -148,6 +187,13 @@ class LayerFrames(nn.Module):
         self.lobe = lobe
         self.output_all_hiddens = bool(getattr(lobe, "output_all_hiddens", 0))
         self.cache_options = cache_options(self.output_all_hiddens)
+        # The lobe standardises each waveform over its padded length, so a
+        # clip's frames change with its batch-mates: standardise here, over
+        # the valid samples only, instead.
+        self.normalize_wav = bool(getattr(lobe, "normalize_wav", False))
+        if self.normalize_wav:
+            lobe.normalize_wav = False
+            self.cache_options = {**self.cache_options, "wav_norm": "per_clip"}
 
     def forward(self, wav, wav_lens=None):
         """The lobe's frames, (batch, frames[, layers], width).
@@ -163,7 +209,47 @@ class LayerFrames(nn.Module):
         -------
         torch.Tensor
         """
+        if self.normalize_wav:
+            wav = standardise_valid(wav, wav_lens)
         frames = self.lobe(wav, wav_lens)
         if self.output_all_hiddens:
             frames = frames.permute(1, 2, 0, 3)
         return frames
+
+
+def standardise_valid(wav, wav_lens=None, eps=1e-5):
+    """Each waveform standardised over its valid samples; padding zero.
+
+    What the lobe's ``layer_norm`` gives a clip alone, whatever the batch.
+
+    Arguments
+    ---------
+    wav : torch.Tensor
+        (batch, samples).
+    wav_lens : torch.Tensor, optional
+        Relative lengths (all samples valid when None).
+    eps : float
+        Added to the variance.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Example
+    -------
+    >>> clip = torch.randn(1, 100)
+    >>> padded = torch.cat([clip, torch.zeros(1, 60)], 1)
+    >>> out = standardise_valid(padded, torch.tensor([100 / 160]))
+    >>> alone = torch.nn.functional.layer_norm(clip, (100,))
+    >>> torch.allclose(out[:, :100], alone, atol=1e-5), out[:, 100:].abs().max()
+    (True, tensor(0.))
+    """
+    if wav_lens is None:
+        return torch.nn.functional.layer_norm(wav, wav.shape[1:], eps=eps)
+    valid = torch.round(wav_lens * wav.shape[1]).clamp(min=1)
+    positions = torch.arange(wav.shape[1], device=wav.device)
+    mask = (positions[None] < valid[:, None].to(wav.device)).to(wav.dtype)
+    count = mask.sum(1, keepdim=True)
+    mean = (wav * mask).sum(1, keepdim=True) / count
+    var = ((wav - mean) ** 2 * mask).sum(1, keepdim=True) / count
+    return (wav - mean) / torch.sqrt(var + eps) * mask

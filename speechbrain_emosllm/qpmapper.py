@@ -63,12 +63,6 @@ class QPMapper(nn.Module):
         With frames that carry every encoder layer, (batch, time, layers,
         width), learn a weighted sum of the layers first
         (``WeightedLayerSum``); None for (batch, time, width) frames.
-    utterance_token : UtteranceToken, optional
-        Adds the clip's standardised mean frame to every query and makes
-        the first output a token of it (``speechbrain_emosllm.
-        utterance_token``), next to the ``n_queries - 1`` query outputs;
-        None: the paper's mapper. A frozen token (``PosteriorToken``) also
-        freezes the layer mix it reads.
     output_norm : bool
         RMS-normalise each output vector and multiply it by a learned gain
         (``output_gain``, kept in log space), which ``match_scale`` sets to
@@ -76,6 +70,12 @@ class QPMapper(nn.Module):
         free to grow far beyond the text embeddings (ASR training drove
         them to ~30x on SmolLM2); the LLM's RMSNorm then hides how they
         differ between clips, and the mapper's updates barely move them.
+    utterance_token : UtteranceToken, optional
+        Adds the clip's standardised mean frame to every query and makes
+        the first output a token of it (``speechbrain_emosllm.
+        utterance_token``), next to the ``n_queries - 1`` query outputs;
+        None: the paper's mapper. A frozen token (``PosteriorToken``) also
+        freezes the layer mix it reads.
 
     Example
     -------

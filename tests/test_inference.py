@@ -18,6 +18,7 @@ from speechbrain_emosllm.checkpoints import find_best_checkpoint
 from speechbrain_emosllm.cli import infer
 from speechbrain_emosllm.export import ADAPTER_DIR, export_model
 from speechbrain_emosllm.inference import EmotionLLM
+from speechbrain_emosllm.modes import EMOTION_MODES, MODES
 
 
 @pytest.fixture(scope="module")
@@ -533,3 +534,22 @@ def test_cli_trust_boundary_holds_for_allowed_classes(exported, tmp_path):
     with open(folder / "hyperparams.yaml", "a", encoding="utf-8") as f:
         f.write("\nloop: &loop [*loop]\n")
     assert "recursion" in refused_by_cli(folder, tmp_path)
+
+
+@pytest.mark.parametrize("mode", EMOTION_MODES)
+def test_a_clips_answer_does_not_depend_on_its_batch_mates(model, mode):
+    """A quiet 1.5-s clip alone, and batched after a loud 4-s one."""
+    generator = torch.Generator().manual_seed(0)
+    short = 0.01 * torch.randn(24000, generator=generator)
+    long = 0.9 * torch.randn(64000, generator=generator).clamp(-1, 1)
+    transcripts = None
+    if MODES[mode].needs_reference:
+        transcripts = ["kids are talking by the door"]
+    alone = model.predict_batch(short[None], torch.ones(1), mode, transcripts)
+    wavs, lens = batch_pad_right([long, short])
+    batched = model.predict_batch(
+        wavs, lens, mode, transcripts and transcripts * 2
+    )
+    probabilities = alone[0]["probabilities"]
+    for label, value in batched[1]["probabilities"].items():
+        assert value == pytest.approx(probabilities[label], abs=1e-3), label
