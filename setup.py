@@ -71,6 +71,9 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["emosllm-infer=speechbrain_emosllm.cli:main"],
+        "console_scripts": [
+            "emosllm-infer=speechbrain_emosllm.cli:main",
+            "emosllm-eval=speechbrain_emosllm.evaluate:main",
+        ],
     },
 )

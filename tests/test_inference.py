@@ -553,3 +553,59 @@ def test_a_clips_answer_does_not_depend_on_its_batch_mates(model, mode):
     probabilities = alone[0]["probabilities"]
     for label, value in batched[1]["probabilities"].items():
         assert value == pytest.approx(probabilities[label], abs=1e-3), label
+
+
+def test_emosllm_eval_scores_a_labelled_folder(exported, tiny_corpus, tmp_path):
+    """A new user's folder: a CSV of relative paths and labels, one clip
+    that does not load (named and counted), and a label the model lacks."""
+    import shutil
+
+    manifest = json.load(open(os.path.join(tiny_corpus, "test.json")))
+    folder = tmp_path / "my_clips"
+    folder.mkdir()
+    lines = ["path,label"]
+    for utt, item in list(manifest.items())[:6]:
+        shutil.copy(item["wav"], folder / f"{utt}.wav")
+        lines.append(f"{utt}.wav,{item['emo']}")
+    (folder / "broken.wav").write_bytes(b"RIFF broken")
+    lines.append(f"broken.wav,{item['emo']}")
+    csv_path = folder / "clips.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    result = run(
+        [
+            "-m",
+            "speechbrain_emosllm.evaluate",
+            "--model",
+            exported,
+            "--csv",
+            str(csv_path),
+            "--data-classes-only",
+        ],
+        merge_output=False,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]  # a row failed
+    report = json.loads(result.stdout)
+    assert report["n"] == 6 and report["n_failed"] == 1
+    assert report["failed"][0]["line"] == 8
+    assert "broken.wav" in report["failed"][0]["path"]
+    present = {line.split(",")[1] for line in lines[1:]}
+    assert set(report["classes"]) == present
+    assert len(report["confusion"]) == len(report["classes"])
+    assert sum(map(sum, report["confusion"])) == 6
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert 0.0 <= report[key] <= 1.0
+
+    csv_path.write_text("path,label\nbroken.wav,Joyful\n")
+    result = run(
+        [
+            "-m",
+            "speechbrain_emosllm.evaluate",
+            "--model",
+            exported,
+            "--csv",
+            str(csv_path),
+        ],
+        merge_output=False,
+    )
+    assert result.returncode == 2
+    assert "line 2: label 'Joyful' is not a class" in result.stderr
