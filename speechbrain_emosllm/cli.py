@@ -268,12 +268,7 @@ def main(argv=None):
     problem = model_folder_problem(args.model) or device_problem(args.device)
     if problem:
         parser.error(problem)
-    files = list_audio(args.paths)
-    if not files:
-        parser.error(
-            "no audio files found in " + ", ".join(args.paths)
-            + f" (extensions: {', '.join(AUDIO_EXTENSIONS)})"
-        )
+    # The model folder is checked first: it is what could run code.
     if not args.trust_model:
         from speechbrain_emosllm.model_trust import (
             UntrustedModelError,
@@ -284,6 +279,12 @@ def main(argv=None):
             check_model_folder(args.model)
         except UntrustedModelError as error:
             parser.exit(2, f"emosllm-infer: {error}\n")
+    files = list_audio(args.paths)
+    if not files:
+        parser.error(
+            "no audio files found in " + ", ".join(args.paths)
+            + f" (extensions: {', '.join(AUDIO_EXTENSIONS)})"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from speechbrain_emosllm.inference import EmotionLLM
 

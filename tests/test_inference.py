@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -513,11 +514,12 @@ def test_cli_trust_boundary_holds_for_allowed_classes(exported, tmp_path):
 
     folder = copy("remote_code")
     text = (folder / "hyperparams.yaml").read_text()
-    text = text.replace(
-        "speech_llm: !new:speechbrain_emosllm.SpeechLLM\n",
-        "speech_llm: !new:speechbrain_emosllm.SpeechLLM\n"
-        "    trust_remote_code: true\n",
+    text, count = re.subn(
+        r"(speech_llm: !new:speechbrain_emosllm.SpeechLLM\n)( +)",
+        r"\1\2trust_remote_code: true\n\2",
+        text,
     )
+    assert count == 1
     (folder / "hyperparams.yaml").write_text(text)
     assert "(argument trust_remote_code)" in refused_by_cli(folder, tmp_path)
 
