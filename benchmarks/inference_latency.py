@@ -2,6 +2,12 @@
 
     python benchmarks/inference_latency.py [--llm smollm2-135m-instruct]
         [--llm-source FOLDER] [--repeats 5]
+    python benchmarks/inference_latency.py --model EXPORTED_FOLDER
+
+With ``--model`` (an exported model, e.g. the demo's P3 through
+``python -m speechbrain_emosllm.export``) it times ``classify_file`` on a
+3-s, a 10-s and a 30-s clip in one run, as ratios to the 30-s clip.
+Otherwise:
 
 Builds the LLM of a preset from its config with random weights (no
 download), or loads ``--llm-source``; audio embeddings are random (the
@@ -75,6 +81,35 @@ def naive_scores(llm, builder, audio, prefix):
     return torch.stack(scores)
 
 
+def clip_latency(model_folder, repeats, mode="ser_only"):
+    """``classify_file`` latency of 3-, 10- and 30-s clips, one run."""
+    import os
+
+    import soundfile
+
+    from speechbrain_emosllm.inference import EmotionLLM
+
+    folder = tempfile.mkdtemp()
+    model = EmotionLLM.from_hparams(
+        source=model_folder, savedir=os.path.join(folder, "model")
+    )
+    generator = torch.Generator().manual_seed(0)
+    latency = {}
+    for seconds in (3, 10, 30):
+        path = os.path.join(folder, f"{seconds}s.wav")
+        wav = 0.1 * torch.randn(seconds * 16000, generator=generator)
+        soundfile.write(path, wav.numpy(), 16000)
+        latency[seconds] = timed(
+            lambda p=path: model.classify_file(p, mode=mode), repeats
+        )
+    print(f"model: {model_folder}, mode {mode}, batch 1, CPU threads "
+          f"{torch.get_num_threads()}")
+    print(f"{'clip':<8}{'ms':>10}{'ratio to 30 s':>16}")
+    for seconds, value in latency.items():
+        print(f"{seconds:>3} s   {1000 * value:>10.1f}"
+              f"{value / latency[30]:>16.2f}")
+
+
 @torch.no_grad()
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -82,7 +117,10 @@ def main():
     parser.add_argument("--llm-source", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-classes", type=int, default=8)
+    parser.add_argument("--model", default=None)
     args = parser.parse_args()
+    if args.model:
+        return clip_latency(args.model, args.repeats)
     torch.set_grad_enabled(False)
     llm = build_llm(args.llm, args.llm_source).eval()
     labels = emotion_labels(args.n_classes)

@@ -3,11 +3,10 @@
 EmoSLLM calls its encoder as ``encoder(wavs, wav_lens)`` and reads frames
 whose relative lengths are ``wav_lens``. SpeechBrain's WavLM and wav2vec 2.0
 lobes already behave so. Its Whisper lobe takes no lengths and pads every
-clip to 30 s (1500 frames); ``WhisperFrames`` trims those frames back to the
-batch's longest clip so that relative lengths hold again, and floors each
-clip's log-mel spectrogram at its own maximum (``PerClipWhisper``); for
-the wav2vec 2.0 / WavLM lobes ``LayerFrames`` standardises each waveform
-over its own samples. Either way a clip's frames do not depend on its
+clip to 30 s (1500 frames); ``WhisperFrames`` runs it on the batch's
+longest clip instead, padding masked (``OwnLengthWhisper``); for the
+wav2vec 2.0 / WavLM lobes ``LayerFrames`` standardises each waveform over
+its own samples. Either way a clip's frames do not depend on its
 batch-mates.
 
 Authors
@@ -17,8 +16,9 @@ Authors
 import math
 
 import torch
-from speechbrain.integrations.huggingface.whisper import Whisper
 from torch import nn
+
+from speechbrain_emosllm.own_length_whisper import OwnLengthWhisper
 
 
 def cache_options(output_all_hiddens):
@@ -44,37 +44,6 @@ def cache_options(output_all_hiddens):
     return {"output_all_hiddens": True} if output_all_hiddens else {}
 
 
-class PerClipWhisper(Whisper):
-    """SpeechBrain's Whisper lobe with a log-mel floor per clip.
-
-    The lobe floors the log-mel spectrogram 8 decades below the maximum of
-    the whole batch, so a quiet clip's features change with a loud
-    batch-mate; Whisper's own front end floors each clip at its own
-    maximum, which is what this does (one clip at a time; the STFT is a
-    small part of the encoder's cost).
-
-    Example
-    -------
-    >>> lobe = PerClipWhisper.__new__(PerClipWhisper)
-    >>> nn.Module.__init__(lobe)
-    >>> lobe._n_fft, lobe._hop_length = 400, 160
-    >>> lobe.register_buffer("_mel_filters", torch.rand(80, 201))
-    >>> quiet = torch.randn(1, 8000) * 1e-3
-    >>> loud = torch.randn(1, 8000) * 1e3
-    >>> alone = lobe.log_mel_spectrogram(quiet)
-    >>> batched = lobe.log_mel_spectrogram(torch.cat([quiet, loud]))[:1]
-    >>> torch.equal(alone, batched)
-    True
-    """
-
-    def log_mel_spectrogram(self, audio, padding=0):
-        """The lobe's log-mel spectrogram of each clip on its own."""
-        clips = []
-        for clip in audio:
-            clips.append(super().log_mel_spectrogram(clip[None], padding))
-        return torch.cat(clips)
-
-
 class WhisperFrames(nn.Module):
     """Frozen Whisper encoder through SpeechBrain's Whisper lobe.
 
@@ -92,12 +61,16 @@ class WhisperFrames(nn.Module):
         Return every hidden state (the input embeddings and each layer's
         output) as (batch, frames, layers, width), for a learned weighted
         sum of layers (``QPMapper(n_layers=...)``).
+    pad_to_window : bool
+        Encode every clip padded to Whisper's 30-s window, as the lobe
+        does (slower: a 3-s clip costs as much as a 30-s one) instead of
+        the batch's longest clip; frames are trimmed back either way.
 
     Example
     -------
     >>> import torch
     >>> class FakeLobe(nn.Module):  # stands in for the 30 s padding lobe
-    ...     def forward(self, wav):
+    ...     def encode(self, wav, wav_lens=None):
     ...         return torch.zeros(wav.shape[0], 1500, 4)
     >>> encoder = WhisperFrames.__new__(WhisperFrames)
     >>> nn.Module.__init__(encoder)
@@ -115,27 +88,32 @@ class WhisperFrames(nn.Module):
         sample_rate=16000,
         frame_rate=50,
         output_all_hiddens=False,
+        pad_to_window=False,
     ):
         super().__init__()
-        self.whisper = PerClipWhisper(
+        self.whisper = OwnLengthWhisper(
             source,
             save_path,
             sampling_rate=sample_rate,
             encoder_only=True,
             freeze=True,
             output_all_hiddens=output_all_hiddens,
+            pad_to_window=pad_to_window,
         )
         self.sample_rate = sample_rate
         self.frame_rate = frame_rate
         self.output_all_hiddens = output_all_hiddens
-        # Frames made with the batch-wide floor are cached under other keys.
+        # Frames made with the batch-wide floor or another window are
+        # cached under other keys.
         self.cache_options = {
             **cache_options(output_all_hiddens),
             "log_mel_floor": "per_clip",
         }
+        if not pad_to_window:
+            self.cache_options["window"] = "own_length"
 
     def forward(self, wav, wav_lens=None):
-        """Encoder frames of the batch's longest clip, padding trimmed.
+        """Encoder frames up to the batch's longest clip.
 
         Arguments
         ---------
@@ -149,8 +127,7 @@ class WhisperFrames(nn.Module):
         torch.Tensor
             (batch, frames, width), or (batch, frames, layers, width).
         """
-        del wav_lens  # Whisper attends to its own padding anyway.
-        frames = self.whisper(wav)
+        frames = self.whisper.encode(wav, wav_lens)
         if self.output_all_hiddens:  # (layers, batch, ...) from the lobe
             frames = frames.permute(1, 2, 0, 3)
         seconds = wav.shape[1] / self.sample_rate
