@@ -23,9 +23,10 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "RAVDESS" / "emosllm"
 PROBES = ("linear_probe", "weighted_layers_probe")
 
 # The emotion phase on 2 CPU cores (see the recipe README for what was
-# measured): batch 12, every test mode.
+# measured): batch 12, every test mode, 2 epochs (of 4, the valid actors
+# picked the first: valid ser_only macro-F1 0.682, 0.635, 0.641, 0.657).
 FULL = {
-    "number_of_epochs": 4,
+    "number_of_epochs": 2,
     "lr": 0.001,
     "batch_size": 12,
     "test_batch_size": 16,
