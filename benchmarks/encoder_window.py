@@ -26,8 +26,11 @@ from speechbrain_emosllm.hparams import preset_path
 
 def preset_source(preset):
     """A folder of the preset's Whisper with random weights."""
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-    from transformers import WhisperFeatureExtractor
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
 
     config = dict(
         ruamel.yaml.YAML().load(open(preset_path("encoder_preset", preset)))[
@@ -85,8 +88,10 @@ def main():
     for name, seconds in rows.items():
         print(f"{name:<32}{seconds:8.3f} s")
     own_s, padded_s, full_s = rows.values()
-    print(f"ratio padded / own length:      {padded_s / own_s:8.2f}"
-          "  (target >= 5)")
+    print(
+        f"ratio padded / own length:      {padded_s / own_s:8.2f}"
+        "  (target >= 5)"
+    )
     print(f"ratio 30-s clips / own length:  {full_s / own_s:8.2f}")
 
 

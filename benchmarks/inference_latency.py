@@ -102,12 +102,16 @@ def clip_latency(model_folder, repeats, mode="ser_only"):
         latency[seconds] = timed(
             lambda p=path: model.classify_file(p, mode=mode), repeats
         )
-    print(f"model: {model_folder}, mode {mode}, batch 1, CPU threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"model: {model_folder}, mode {mode}, batch 1, CPU threads "
+        f"{torch.get_num_threads()}"
+    )
     print(f"{'clip':<8}{'ms':>10}{'ratio to 30 s':>16}")
     for seconds, value in latency.items():
-        print(f"{seconds:>3} s   {1000 * value:>10.1f}"
-              f"{value / latency[30]:>16.2f}")
+        print(
+            f"{seconds:>3} s   {1000 * value:>10.1f}"
+            f"{value / latency[30]:>16.2f}"
+        )
 
 
 @torch.no_grad()

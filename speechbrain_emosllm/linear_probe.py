@@ -245,8 +245,9 @@ def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
     Returns
     -------
     dict
-        ``accuracy``, ``macro_f1`` (test), ``valid_macro_f1``, ``l2`` and,
-        with ``weighted_layers``, the learned ``layer_weights``.
+        ``accuracy``, ``macro_f1`` (test), ``valid_macro_f1``, ``l2``,
+        ``predictions`` (test id -> label) and, with ``weighted_layers``,
+        the learned ``layer_weights``.
 
     Example
     -------
@@ -262,11 +263,15 @@ def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
         splits, labels, weighted_layers, penalties, seed
     )
     test = probe_scores(probe, *splits["test"], labels)
+    x, _, ids = splits["test"]
+    with torch.no_grad():
+        predicted = probe(x).argmax(-1).tolist()
     result = {
         "accuracy": test["accuracy"],
         "macro_f1": test["macro_f1"],
         "valid_macro_f1": valid_f1,
         "l2": l2,
+        "predictions": {i: labels[k] for i, k in zip(ids, predicted)},
     }
     if weighted_layers:
         weights = probe.layer_logits.detach().softmax(-1)

@@ -73,13 +73,19 @@ class OwnLengthWhisper(Whisper):
         The lobe floors the spectrogram 8 decades below the maximum of the
         whole batch; Whisper floors each clip at its own maximum.
         """
-        clips = [super(OwnLengthWhisper, self).log_mel_spectrogram(
-            clip[None], padding) for clip in audio]
+        clips = [
+            super(OwnLengthWhisper, self).log_mel_spectrogram(
+                clip[None], padding
+            )
+            for clip in audio
+        ]
         return torch.cat(clips)
 
     def encode(self, wav, wav_lens=None):
-        """Encoder frames, (batch, frames, width) or, with
-        ``output_all_hiddens``, (layers + 1, batch, frames, width).
+        """Encoder frames of the batch's longest clip, padding masked.
+
+        (batch, frames, width), or (layers + 1, batch, frames, width) with
+        ``output_all_hiddens``.
 
         Arguments
         ---------
@@ -110,11 +116,14 @@ class OwnLengthWhisper(Whisper):
             return self._masked_encoder(mels)
 
     def _masked_encoder(self, mels):
-        """transformers' ``WhisperEncoder.forward`` with padding masked."""
+        """Transformers' ``WhisperEncoder.forward`` with padding masked."""
         encoder = self.model.encoder
         lengths = torch.tensor([mel.shape[-1] for mel in mels])
         mel = torch.cat(
-            [nn.functional.pad(m, (0, lengths.max() - m.shape[-1])) for m in mels]
+            [
+                nn.functional.pad(m, (0, lengths.max() - m.shape[-1]))
+                for m in mels
+            ]
         )
         steps = torch.arange(mel.shape[-1], device=mel.device)
         valid = (steps[None] < lengths[:, None].to(mel.device))[:, None]

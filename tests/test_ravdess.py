@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run
+from speechbrain_emosllm.modes import EMOTION_MODES
 from speechbrain_emosllm.testing import write_tone_clips
 
 RAVDESS_RECIPE = os.path.join(ROOT, "recipes", "RAVDESS", "emosllm")
@@ -284,3 +285,76 @@ def test_quick_demo_on_real_clips_writes_the_results(tmp_path):
     # corpora), and runs no eSpeak phase 3.
     assert (output / "p2_asr_lora" / "demo_phase_done").is_file()
     assert not (output / "p3_joint").exists()
+
+
+@needs_shared
+def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
+    """Two folds of actor groups: each trains, probes and tests; the
+    transcript modes run on the first fold only; one feature cache; a
+    paired bootstrap of ser_only minus the probe."""
+    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4, 5, 6])
+    output = tmp_path / "demo"
+    command = [
+        "-m",
+        "speechbrain_emosllm.demo",
+        "--quick",
+        "--corpus",
+        "ravdess",
+        "--ravdess_folder",
+        data,
+        "--label_set",
+        "nhsa4",
+        "--folds",
+        "1,2;3,4",
+        "--output",
+        str(output),
+    ]
+    result = run(command, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.load(open(output / "ravdess_folds.json"))
+    assert [f["test_actors"] for f in report["folds"]] == [[1, 2], [3, 4]]
+    # The fixed rule: the highest-numbered male and female training actor.
+    assert [f["valid_actors"] for f in report["folds"]] == [[5, 6], [5, 6]]
+    first, second = report["folds"]
+    assert set(first["modes"]) == set(EMOTION_MODES)
+    assert set(second["modes"]) == {"ser_only"}
+    assert first["n_test"] == 16 and second["n_test"] == 16
+    for fold in report["folds"]:
+        assert set(fold["baselines"]) == {
+            "linear_probe",
+            "weighted_layers_probe",
+        }
+        for row in [*fold["modes"].values(), *fold["baselines"].values()]:
+            assert set(row) == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert report["summary"]["ser_only"]["folds"] == 2
+    assert report["summary"]["joint_generated"]["folds"] == 1
+    boot = report["bootstrap"]["ser_only_minus_linear_probe"]
+    low, high = boot["ci95"]
+    assert boot["draws"] == 1000 and low <= high
+    cache = output / "ravdess_folds" / "feature_cache"
+    assert len(os.listdir(cache)) == 1  # one key: each clip encoded once
+
+
+def test_fold_protocol_names_missing_test_actors_before_training(tmp_path):
+    data = tmp_path / "data"
+    for actor in (1, 2):
+        (data / f"Actor_{actor:02d}").mkdir(parents=True)
+    result = run(
+        [
+            "-m",
+            "speechbrain_emosllm.demo",
+            "--quick",
+            "--corpus",
+            "ravdess",
+            "--ravdess_folder",
+            str(data),
+            "--folds",
+            "emobox:1",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "fold emobox1: test actors [11, 20, 21] are not in" in result.stdout
+    assert not (tmp_path / "out").exists()

@@ -34,7 +34,7 @@ FULL = {
 QUICK = {"number_of_epochs": 1, "lr": 0.003, "batch_size": 8}
 
 
-def ravdess_overrides(common, phase, args, output):
+def ravdess_overrides(common, phase, args, output, experiment_folder=None):
     """Command-line overrides of the RAVDESS recipe for the demo.
 
     Arguments
@@ -48,6 +48,8 @@ def ravdess_overrides(common, phase, args, output):
         ``label_set``.
     output : str
         The demo's output folder (its ``p2_asr_lora`` is the start).
+    experiment_folder : str, optional
+        Where the recipe writes (default ``<output>/ravdess``).
 
     Returns
     -------
@@ -66,7 +68,8 @@ def ravdess_overrides(common, phase, args, output):
     options.update(
         {
             "data_folder": args.ravdess_folder,
-            "experiment_folder": os.path.join(output, "ravdess"),
+            "experiment_folder": experiment_folder
+            or os.path.join(output, "ravdess"),
             "previous_phase_folder": os.path.join(output, "p2_asr_lora"),
             "valid_actors": args.valid_actors,
             "test_actors": args.test_actors,
@@ -75,6 +78,16 @@ def ravdess_overrides(common, phase, args, output):
     )
     options.update(phase)
     return [f"--{key}={value}" for key, value in options.items()]
+
+
+def recipe_env():
+    """The environment of the recipe's scripts: offline, this package."""
+    return dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(RECIPE.parents[2])] + sys.path),
+    )
 
 
 def run_script(script, overrides, env):
@@ -161,12 +174,7 @@ def run_ravdess(common, args, output, quick):
     -------
     dict
     """
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        PYTHONPATH=os.pathsep.join([str(RECIPE.parents[2])] + sys.path),
-    )
+    env = recipe_env()
     overrides = ravdess_overrides(
         common, QUICK if quick else FULL, args, output
     )

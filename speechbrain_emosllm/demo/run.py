@@ -470,9 +470,27 @@ def main(argv=None):
     parser.add_argument("--valid_actors", default="17,18")
     parser.add_argument("--test_actors", default="19-24")
     parser.add_argument("--label_set", default="ravdess8")
+    parser.add_argument(
+        "--folds",
+        default=None,
+        help="with --corpus ravdess: 'emobox' (EmoBox's six folds), "
+        "'emobox:2,5' or test-actor groups '1-4;5-8' (valid actors by a "
+        "fixed rule); writes <output>/ravdess_folds.json",
+    )
     args = parser.parse_args(argv)
     if args.corpus == "ravdess" and not args.ravdess_folder:
         parser.error("--corpus ravdess needs --ravdess_folder")
+    if args.folds:
+        from argparse import ArgumentTypeError
+
+        from speechbrain_emosllm.demo.ravdess_folds import check_folds_argument
+
+        if args.corpus != "ravdess":
+            parser.error("--folds needs --corpus ravdess")
+        try:
+            check_folds_argument(args.folds, args.ravdess_folder)
+        except ArgumentTypeError as error:
+            parser.error(str(error))
     config = QUICK if args.quick else FULL
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
@@ -549,14 +567,27 @@ def ravdess_stage(args, config, assets, output, timings):
 
     banner("4/4 RAVDESS: probes, emotion phase, held-out actors")
     start = time.time()
-    report = run_ravdess(
-        model_options(config, assets), args, output, args.quick
-    )
+    if args.folds:
+        from speechbrain_emosllm.demo.ravdess_folds import (
+            print_folds_table,
+            run_folds,
+        )
+
+        report = run_folds(
+            model_options(config, assets), args, output, args.quick
+        )
+        print_folds_table(report)
+        name = "ravdess_folds.json"
+    else:
+        report = run_ravdess(
+            model_options(config, assets), args, output, args.quick
+        )
+        name = "ravdess_results.json"
     timings["ravdess"] = time.time() - start
     report["seconds"] = sum(timings.values())
     report["wall_time_s"] = timings
     report["peak_gb"] = peak_memory_gb()
-    path = os.path.join(output, "ravdess_results.json")
+    path = os.path.join(output, name)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     print(

@@ -1,0 +1,209 @@
+"""The RAVDESS fold protocol of the demo: ``--corpus ravdess --folds``.
+
+Each fold runs the RAVDESS recipe's probes and emotion phase on its own
+split (``speechbrain_emosllm.folds``: EmoBox's test actors, two valid
+actors by a fixed rule, the rest train) in ``<output>/ravdess_folds/<fold>``;
+every fold reads one feature cache, so each clip is encoded once. The
+transcript modes (RAVDESS has two constant sentences) run on the first
+fold only; ``ser_only`` and the probes on every fold. Writes
+``<output>/ravdess_folds.json``: per fold the scores of every mode and
+probe, then the mean over folds and a paired bootstrap of ``ser_only``
+minus the linear probe.
+
+Authors
+ * speechbrain-emosllm contributors 2026
+"""
+
+import argparse
+import copy
+import json
+import os
+import re
+import time
+
+from speechbrain_emosllm.demo.ravdess import (
+    FULL,
+    PROBES,
+    QUICK,
+    ravdess_overrides,
+    recipe_env,
+    run_script,
+)
+from speechbrain_emosllm.folds import (
+    check_folds_present,
+    fold_scores,
+    paired_bootstrap,
+    parse_folds,
+    summarise,
+    valid_actors_for,
+)
+from speechbrain_emosllm.labels import ravdess_labels
+from speechbrain_emosllm.modes import EMOTION_MODES
+
+
+def actors_in(folder):
+    """Actor numbers of the ``Actor_XX/`` folders in ``folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> for a in ("Actor_02", "Actor_10", "notes"):
+    ...     os.mkdir(os.path.join(root, a))
+    >>> actors_in(root)
+    [2, 10]
+    """
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(int(n[6:]) for n in names if re.fullmatch(r"Actor_\d\d", n))
+
+
+def read_fold(folder, classes):
+    """References and answers of one finished fold.
+
+    Arguments
+    ---------
+    folder : str
+        The fold's experiment folder.
+    classes : list of str
+
+    Returns
+    -------
+    dict
+        ``targets`` (clip id -> label) and ``predictions`` (row -> clip id
+        -> label) of every mode tested and of the probes.
+    """
+    test = os.path.join(folder, "ser", "test_test")
+    predictions, targets = {}, None
+    for mode in EMOTION_MODES:
+        path = os.path.join(test, f"{mode}_predictions.json")
+        if not os.path.exists(path):
+            continue
+        answers = json.load(open(path, encoding="utf-8"))
+        targets = targets or {i: a["target"] for i, a in answers.items()}
+        predictions[mode] = {i: a["prediction"] for i, a in answers.items()}
+    probes = json.load(
+        open(os.path.join(folder, "linear_probe", "probe_results.json"))
+    )
+    for name in PROBES:
+        if name in probes:
+            predictions[name] = probes[name]["predictions"]
+    if targets is None:
+        raise FileNotFoundError(f"no test answers in {test}")
+    return {"targets": targets, "predictions": predictions}
+
+
+def fold_report(name, test, valid, answers, classes):
+    """One fold's entry of ``ravdess_folds.json``."""
+    rows = {
+        row: fold_scores(answers["targets"], given, classes)
+        for row, given in answers["predictions"].items()
+    }
+    return {
+        "fold": name,
+        "test_actors": test,
+        "valid_actors": valid,
+        "n_test": len(answers["targets"]),
+        "modes": {m: rows[m] for m in EMOTION_MODES if m in rows},
+        "baselines": {p: rows[p] for p in PROBES if p in rows},
+        "rows": rows,
+    }
+
+
+def run_folds(common, args, output, quick):
+    """Runs every fold of ``args.folds``; returns the report.
+
+    Arguments
+    ---------
+    common : dict
+        The demo's model options.
+    args : argparse.Namespace
+        ``ravdess_folder``, ``folds``, ``label_set``.
+    output : str
+        The demo's output folder (its ``p2_asr_lora`` is the start).
+    quick : bool
+        Tiny models (one short epoch).
+
+    Returns
+    -------
+    dict
+    """
+    start = time.time()
+    folds = parse_folds(args.folds)
+    available = actors_in(args.ravdess_folder)
+    check_folds_present(folds, available, args.ravdess_folder)
+    classes = ravdess_labels(args.label_set)
+    root = os.path.join(output, "ravdess_folds")
+    env = recipe_env()
+    entries, answers = [], []
+    for index, (name, test) in enumerate(folds):
+        valid = valid_actors_for(test, available)
+        fold_args = copy.copy(args)
+        fold_args.test_actors = ",".join(map(str, test))
+        fold_args.valid_actors = ",".join(map(str, valid))
+        folder = os.path.join(root, name)
+        overrides = ravdess_overrides(
+            common, QUICK if quick else FULL, fold_args, output, folder
+        )
+        overrides.append(
+            f"--feature_cache_folder={os.path.join(root, 'feature_cache')}"
+        )
+        if index > 0:  # constant sentences: the transcript modes once
+            overrides.append("--test_modes=[ser_only]")
+        print(f"\n== fold {name}: test {test}, valid {valid}")
+        run_script("linear_probe.py", overrides, env)
+        run_script("train.py", overrides, env)
+        answers.append(read_fold(folder, classes))
+        entries.append(fold_report(name, test, valid, answers[-1], classes))
+    report = {
+        "protocol": args.folds,
+        "label_set": args.label_set,
+        "transcript_modes_on": [folds[0][0]],
+        "folds": entries,
+        "summary": summarise(entries),
+        "bootstrap": {
+            "ser_only_minus_linear_probe": paired_bootstrap(
+                answers, "ser_only", "linear_probe", classes
+            )
+        },
+        "seconds": round(time.time() - start, 1),
+    }
+    for entry in entries:
+        del entry["rows"]
+    return report
+
+
+def print_folds_table(report):
+    """Mean over folds of every row, then the bootstrap interval."""
+    print(f"\nRAVDESS {report['protocol']}: {len(report['folds'])} folds")
+    print(f"{'':<24}{'WA':>7}{'UA':>7}{'macro-F1':>10}{'SD':>7}{'folds':>6}")
+    for name, row in report["summary"].items():
+        sd = row["macro_f1_sd"]
+        print(
+            f"{name:<24}{row['accuracy_mean']:>7.3f}"
+            f"{row['balanced_accuracy_mean']:>7.3f}"
+            f"{row['macro_f1_mean']:>10.3f}"
+            f"{'' if sd is None else f'{sd:.3f}':>7}{row['folds']:>6}"
+        )
+    boot = report["bootstrap"]["ser_only_minus_linear_probe"]
+    print(
+        f"ser_only - linear_probe macro-F1: {boot['mean']:+.3f} "
+        f"(95% CI {boot['ci95'][0]:+.3f} .. {boot['ci95'][1]:+.3f}, "
+        f"{boot['draws']} paired draws)"
+    )
+
+
+def check_folds_argument(spec, folder):
+    """``--folds`` checked before any phase runs (argparse's usage error).
+
+    Example
+    -------
+    >>> check_folds_argument("emobox:9", "/nowhere")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --folds emobox:9: EmoBox has folds 1-6, not [9]
+    """
+    try:
+        folds = parse_folds(spec)
+        check_folds_present(folds, actors_in(folder), folder)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
