@@ -13,12 +13,11 @@ seconds of each and the ratios; the target is padded / own length >= 5 on
 """
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import ruamel.yaml
 import torch
+from inference_latency import timed  # benchmarks/ is on sys.path
 
 from speechbrain_emosllm.encoders import WhisperFrames
 from speechbrain_emosllm.hparams import preset_path
@@ -44,16 +43,6 @@ def preset_source(preset):
     model.save_pretrained(folder)
     WhisperFeatureExtractor().save_pretrained(folder)
     return folder
-
-
-def timed(function, repeats):
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
 
 
 @torch.no_grad()

@@ -241,10 +241,8 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     assert len(os.listdir(cache / folder)) == clips
 
 
-@needs_shared
-def test_quick_demo_on_real_clips_writes_the_results(tmp_path):
-    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4])
-    output = tmp_path / "demo"
+def quick_ravdess_demo(data, output, *options):
+    """Runs the quick demo on RAVDESS clips in ``data``."""
     command = [
         "-m",
         "speechbrain_emosllm.demo",
@@ -252,17 +250,24 @@ def test_quick_demo_on_real_clips_writes_the_results(tmp_path):
         "--corpus",
         "ravdess",
         "--ravdess_folder",
-        data,
-        "--valid_actors",
-        "3",
-        "--test_actors",
-        "4",
-        "--label_set",
-        "nhsa4",
+        str(data),
+        *options,
         "--output",
         str(output),
     ]
-    result = run(command, cwd=ROOT)
+    return run(command, cwd=ROOT)
+
+
+@needs_shared
+def test_quick_demo_on_real_clips_writes_the_results(tmp_path):
+    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4])
+    output = tmp_path / "demo"
+    result = quick_ravdess_demo(
+        data,
+        output,
+        *("--valid_actors", "3", "--test_actors", "4"),
+        *("--label_set", "nhsa4"),
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     report = json.load(open(output / "ravdess_results.json"))
     assert report["label_set"] == "nhsa4"
@@ -294,22 +299,9 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
     paired bootstrap of ser_only minus the probe."""
     data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4, 5, 6])
     output = tmp_path / "demo"
-    command = [
-        "-m",
-        "speechbrain_emosllm.demo",
-        "--quick",
-        "--corpus",
-        "ravdess",
-        "--ravdess_folder",
-        data,
-        "--label_set",
-        "nhsa4",
-        "--folds",
-        "1,2;3,4",
-        "--output",
-        str(output),
-    ]
-    result = run(command, cwd=ROOT)
+    result = quick_ravdess_demo(
+        data, output, "--label_set", "nhsa4", "--folds", "1,2;3,4"
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     report = json.load(open(output / "ravdess_folds.json"))
     assert [f["test_actors"] for f in report["folds"]] == [[1, 2], [3, 4]]
@@ -339,22 +331,7 @@ def test_fold_protocol_names_missing_test_actors_before_training(tmp_path):
     data = tmp_path / "data"
     for actor in (1, 2):
         (data / f"Actor_{actor:02d}").mkdir(parents=True)
-    result = run(
-        [
-            "-m",
-            "speechbrain_emosllm.demo",
-            "--quick",
-            "--corpus",
-            "ravdess",
-            "--ravdess_folder",
-            str(data),
-            "--folds",
-            "emobox:1",
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        cwd=ROOT,
-    )
+    result = quick_ravdess_demo(data, tmp_path / "out", "--folds", "emobox:1")
     assert result.returncode == 2
     assert "fold emobox1: test actors [11, 20, 21] are not in" in result.stdout
     assert not (tmp_path / "out").exists()
