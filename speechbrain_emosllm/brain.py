@@ -63,6 +63,7 @@ class EmoSLLM(sb.Brain):
             self.label_anchor = label_anchor.to(self.device)
         self.class_weights = class_weights
         self.test_name = None
+        self.test_modes = None
 
     def compute_forward(self, batch, stage):
         """Encodes the audio (or reads cached frames) and pools them."""
@@ -183,7 +184,7 @@ class EmoSLLM(sb.Brain):
         self.eval_modes = (
             self.hparams.valid_modes
             if stage == sb.Stage.VALID
-            else self.hparams.test_modes
+            else self.test_modes or self.hparams.test_modes
         )
         self.emotion = {m: EmotionMetrics(self.labels) for m in self.eval_modes}
         self.wer = {m: self.hparams.wer_computer() for m in self.eval_modes}
@@ -279,7 +280,7 @@ class EmoSLLM(sb.Brain):
         ) as f:
             json.dump(stats, f, indent=2)
 
-    def test(self, name, test_data, loader_kwargs):
+    def test(self, name, test_data, loader_kwargs, modes=None):
         """Tests the best checkpoint on one test set, reports under ``name``.
 
         Arguments
@@ -290,8 +291,10 @@ class EmoSLLM(sb.Brain):
             The test set.
         loader_kwargs : dict
             Its data loader options.
+        modes : list of str, optional
+            The modes to run (default: the phase's ``test_modes``).
         """
-        self.test_name = name
+        self.test_name, self.test_modes = name, modes
         self.evaluate(
             test_data, min_key=SELECTION_KEY, test_loader_kwargs=loader_kwargs
         )

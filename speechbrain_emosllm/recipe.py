@@ -19,6 +19,7 @@ from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_emosllm.ablations import run_ablations
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import (
     find_best_checkpoint,
@@ -269,6 +270,13 @@ def run_phase(argv, prepare_data, class_names):
     )
     for name, test_data in test_sets.items():
         brain.test(name, test_data, options["test"])
+    run_ablations(
+        brain,
+        hparams.get("test_ablations") or [],
+        train_data,
+        test_sets,
+        options["test"],
+    )
     leave_process_group()
     return brain
 

@@ -195,6 +195,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
             "--previous_phase_folder=null",
             "--layer_weighting=True",
             "--number_of_epochs=1",
+            "--test_ablations=[token_masked,queries_masked]",
         ],
         cwd=RAVDESS_RECIPE,
     )
@@ -206,6 +207,14 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
         assert 0.0 <= summary[f"{mode}_acc"] <= 1.0
     # The token's own decisions are scored next to the LLM's.
     assert 0.0 <= summary["utterance_token_macro_f1"] <= 1.0
+    # Each ablation is a ser_only test of the same checkpoint.
+    for ablation in ("token_masked", "queries_masked"):
+        folder = tmp_path / "out" / "ser" / f"test_test_{ablation}"
+        ablated = json.load(open(folder / "summary.json"))
+        assert 0.0 <= ablated["ser_only_acc"] <= 1.0
+        assert "prompt_hint_acc" not in ablated
+        answers = json.load(open(folder / "ser_only_predictions.json"))
+        assert len(answers) == 32  # every clip of actor 4
     # The exported model keeps the recipe's classes and its mapper (every
     # encoder layer, utterance token) and classifies a real clip.
     from speechbrain_emosllm.export import export_model
@@ -316,10 +325,17 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
             "linear_probe",
             "weighted_layers_probe",
         }
-        for row in [*fold["modes"].values(), *fold["baselines"].values()]:
+        assert set(fold["ablations"]) == {
+            "token_masked",
+            "queries_masked",
+            "no_phase_training",
+        }
+        rows = [fold["modes"], fold["baselines"], fold["ablations"]]
+        for row in [value for group in rows for value in group.values()]:
             assert set(row) == {"accuracy", "balanced_accuracy", "macro_f1"}
     assert report["summary"]["ser_only"]["folds"] == 2
     assert report["summary"]["joint_generated"]["folds"] == 1
+    assert report["summary"]["no_phase_training"]["folds"] == 2
     boot = report["bootstrap"]["ser_only_minus_linear_probe"]
     low, high = boot["ci95"]
     assert boot["draws"] == 1000 and low <= high

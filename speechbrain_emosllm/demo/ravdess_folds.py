@@ -6,9 +6,10 @@ actors by a fixed rule, the rest train) in ``<output>/ravdess_folds/<fold>``;
 every fold reads one feature cache, so each clip is encoded once. The
 transcript modes (RAVDESS has two constant sentences) run on the first
 fold only; ``ser_only`` and the probes on every fold. Writes
-``<output>/ravdess_folds.json``: per fold the scores of every mode and
-probe, then the mean over folds and a paired bootstrap of ``ser_only``
-minus the linear probe.
+``<output>/ravdess_folds.json``: per fold the scores of every mode, probe
+and ablation (``speechbrain_emosllm.ablations``; the predecessor without
+the phase is a run of 0 epochs), then the mean over folds and a paired
+bootstrap of ``ser_only`` minus the linear probe.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -21,6 +22,7 @@ import os
 import re
 import time
 
+from speechbrain_emosllm.ablations import ABLATIONS
 from speechbrain_emosllm.demo.ravdess import (
     FULL,
     PROBES,
@@ -39,6 +41,9 @@ from speechbrain_emosllm.folds import (
 )
 from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.modes import EMOTION_MODES
+
+# The predecessor with the fitted token, tested without the emotion phase.
+NO_PHASE = "no_phase_training"
 
 
 def actors_in(folder):
@@ -81,6 +86,15 @@ def read_fold(folder, classes):
         answers = json.load(open(path, encoding="utf-8"))
         targets = targets or {i: a["target"] for i, a in answers.items()}
         predictions[mode] = {i: a["prediction"] for i, a in answers.items()}
+    for ablation in ABLATIONS:
+        path = os.path.join(f"{test}_{ablation}", "ser_only_predictions.json")
+        answers = json.load(open(path, encoding="utf-8"))
+        predictions[ablation] = {i: a["prediction"] for i, a in answers.items()}
+    path = os.path.join(
+        folder, NO_PHASE, "ser", "test_test", "ser_only_predictions.json"
+    )
+    answers = json.load(open(path, encoding="utf-8"))
+    predictions[NO_PHASE] = {i: a["prediction"] for i, a in answers.items()}
     probes = json.load(
         open(os.path.join(folder, "linear_probe", "probe_results.json"))
     )
@@ -105,6 +119,7 @@ def fold_report(name, test, valid, answers, classes):
         "n_test": len(answers["targets"]),
         "modes": {m: rows[m] for m in EMOTION_MODES if m in rows},
         "baselines": {p: rows[p] for p in PROBES if p in rows},
+        "ablations": {a: rows[a] for a in (*ABLATIONS, NO_PHASE)},
         "rows": rows,
     }
 
@@ -147,11 +162,22 @@ def run_folds(common, args, output, quick):
         overrides.append(
             f"--feature_cache_folder={os.path.join(root, 'feature_cache')}"
         )
-        if index > 0:  # constant sentences: the transcript modes once
-            overrides.append("--test_modes=[ser_only]")
+        ser_only = ["--test_modes=[ser_only]"]
+        ablations = [f"--test_ablations=[{','.join(ABLATIONS)}]"]
         print(f"\n== fold {name}: test {test}, valid {valid}")
         run_script("linear_probe.py", overrides, env)
-        run_script("train.py", overrides, env)
+        # Constant sentences: the transcript modes on the first fold only.
+        trained = overrides + ablations + (ser_only if index else [])
+        run_script("train.py", trained, env)
+        untrained = [
+            o for o in overrides if not o.startswith("--experiment_folder=")
+        ]
+        untrained += [
+            f"--experiment_folder={os.path.join(folder, NO_PHASE)}",
+            "--number_of_epochs=0",
+            *ser_only,
+        ]
+        run_script("train.py", untrained, env)
         answers.append(read_fold(folder, classes))
         entries.append(fold_report(name, test, valid, answers[-1], classes))
     report = {
