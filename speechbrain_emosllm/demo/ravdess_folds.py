@@ -156,28 +156,23 @@ def run_folds(common, args, output, quick):
         fold_args.test_actors = ",".join(map(str, test))
         fold_args.valid_actors = ",".join(map(str, valid))
         folder = os.path.join(root, name)
-        overrides = ravdess_overrides(
-            common, QUICK if quick else FULL, fold_args, output, folder
-        )
-        overrides.append(
-            f"--feature_cache_folder={os.path.join(root, 'feature_cache')}"
-        )
-        ser_only = ["--test_modes=[ser_only]"]
-        ablations = [f"--test_ablations=[{','.join(ABLATIONS)}]"]
+        phase = {
+            **(QUICK if quick else FULL),
+            "feature_cache_folder": os.path.join(root, "feature_cache"),
+            "test_ablations": f"[{','.join(ABLATIONS)}]",
+        }
+        if index:  # constant sentences: the transcript modes once
+            phase["test_modes"] = "[ser_only]"
+        untrained = {**phase, "number_of_epochs": 0, "test_ablations": "[]"}
+        untrained["test_modes"] = "[ser_only]"
         print(f"\n== fold {name}: test {test}, valid {valid}")
+        overrides = ravdess_overrides(common, phase, fold_args, output, folder)
         run_script("linear_probe.py", overrides, env)
-        # Constant sentences: the transcript modes on the first fold only.
-        trained = overrides + ablations + (ser_only if index else [])
-        run_script("train.py", trained, env)
-        untrained = [
-            o for o in overrides if not o.startswith("--experiment_folder=")
-        ]
-        untrained += [
-            f"--experiment_folder={os.path.join(folder, NO_PHASE)}",
-            "--number_of_epochs=0",
-            *ser_only,
-        ]
-        run_script("train.py", untrained, env)
+        run_script("train.py", overrides, env)
+        overrides = ravdess_overrides(
+            common, untrained, fold_args, output, f"{folder}/{NO_PHASE}"
+        )
+        run_script("train.py", overrides, env)
         answers.append(read_fold(folder, classes))
         entries.append(fold_report(name, test, valid, answers[-1], classes))
     report = {
