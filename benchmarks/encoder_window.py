@@ -21,28 +21,15 @@ from inference_latency import timed  # benchmarks/ is on sys.path
 
 from speechbrain_emosllm.encoders import WhisperFrames
 from speechbrain_emosllm.hparams import preset_path
+from speechbrain_emosllm.testing import make_tiny_whisper
 
 
 def preset_source(preset):
     """A folder of the preset's Whisper with random weights."""
-    from transformers import (
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-    )
-
-    config = dict(
-        ruamel.yaml.YAML().load(open(preset_path("encoder_preset", preset)))[
-            "encoder_config"
-        ]
-    )
+    path = preset_path("encoder_preset", preset)
+    config = dict(ruamel.yaml.YAML().load(open(path))["encoder_config"])
     config.pop("model_type", None)
-    folder = tempfile.mkdtemp()
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(WhisperConfig(**config))
-    model.save_pretrained(folder)
-    WhisperFeatureExtractor().save_pretrained(folder)
-    return folder
+    return make_tiny_whisper(tempfile.mkdtemp(), **config)
 
 
 @torch.no_grad()

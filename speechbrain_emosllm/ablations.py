@@ -3,9 +3,9 @@
 ``token_masked`` replaces the utterance token (the mapper's first output)
 by its mean over the training clips, ``queries_masked`` the other query
 outputs by theirs; the rest of the model is the trained phase. An answer
-that stays where it was without a part does not read that part. (The
-third ablation of the fold protocol, the predecessor without the emotion
-phase, is a phase of 0 epochs: ``--number_of_epochs=0``.)
+that stays where it was without a part does not read that part.
+``no_phase_training`` tests the predecessor with the fitted token, before
+the phase trains.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -16,7 +16,9 @@ import contextlib
 import speechbrain as sb
 import torch
 
-ABLATIONS = ("token_masked", "queries_masked")
+OUTPUT_ABLATIONS = ("token_masked", "queries_masked")
+UNTRAINED = "no_phase_training"
+ABLATIONS = (*OUTPUT_ABLATIONS, UNTRAINED)
 
 
 def ablated_positions(name, n_queries, token_index):
@@ -25,7 +27,7 @@ def ablated_positions(name, n_queries, token_index):
     Arguments
     ---------
     name : str
-        One of ``ABLATIONS``.
+        One of ``OUTPUT_ABLATIONS``.
     n_queries : int
         Outputs of the mapper.
     token_index : int or None
@@ -42,8 +44,6 @@ def ablated_positions(name, n_queries, token_index):
     >>> ablated_positions("queries_masked", 4, 0)
     [1, 2, 3]
     """
-    if name not in ABLATIONS:
-        raise ValueError(f"unknown ablation '{name}': use one of {ABLATIONS}")
     if token_index is None:
         raise ValueError(f"ablation {name} needs a mapper with a token")
     if name == "token_masked":
@@ -107,10 +107,46 @@ def replaced_outputs(mapper, positions, values):
         handle.remove()
 
 
-def run_ablations(brain, names, train_data, test_sets, loader_kwargs):
-    """Tests every ablation in ``names`` on every test set, ``ser_only``.
+def run_untrained_ablation(brain, names, test_sets, loader_kwargs, fresh):
+    """Checks ``names``; tests ``no_phase_training`` on a fresh phase.
 
-    Reports go to ``test_<set>_<ablation>/`` beside the set's own.
+    Called before the phase trains, so that a bad name fails first.
+
+    Arguments
+    ---------
+    brain : EmoSLLM
+        The phase's brain, warm-started and its token fitted.
+    names : list of str
+        Ablations (``test_ablations``).
+    test_sets : dict
+        Name -> DynamicItemDataset.
+    loader_kwargs : dict
+        The test loader's options.
+    fresh : bool
+        No checkpoint of this phase exists yet (a resumed phase has
+        trained, and tested this before).
+    """
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(
+            f"test_ablations: unknown {unknown}; use some of {ABLATIONS}"
+        )
+    mapper = brain.modules.qpmapper
+    if set(names) & set(OUTPUT_ABLATIONS) and mapper.utterance_token is None:
+        raise ValueError(
+            "test_ablations: token_masked and queries_masked "
+            "need a mapper with an utterance_token"
+        )
+    if fresh and UNTRAINED in names:
+        for name, data in test_sets.items():
+            brain.test(f"{name}_{UNTRAINED}", data, loader_kwargs, ["ser_only"])
+
+
+def run_ablations(brain, names, train_data, test_sets, loader_kwargs):
+    """Tests every output ablation in ``names`` on every test set.
+
+    ``ser_only`` answers; reports go to ``test_<set>_<ablation>/`` beside
+    the set's own.
 
     Arguments
     ---------
@@ -125,6 +161,7 @@ def run_ablations(brain, names, train_data, test_sets, loader_kwargs):
     loader_kwargs : dict
         Data loader options (the test loader's).
     """
+    names = [n for n in names if n in OUTPUT_ABLATIONS]
     if not names:
         return
     mapper = brain.modules.qpmapper

@@ -1,5 +1,7 @@
 """Speaker-independent folds of RAVDESS and what is reported over them.
 
+Actor lists are written as ``"13,15-18"`` (``parse_actors``).
+
 EmoBox (Interspeech 2024) evaluates RAVDESS speech on six folds of four
 test actors each (``EMOBOX_RAVDESS_FOLDS``, from its released fold files);
 the other 20 actors train. Here two of the training actors are held out as
@@ -27,6 +29,45 @@ EMOBOX_RAVDESS_FOLDS = (
     (6, 13, 17, 22),
 )
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def parse_actors(value):
+    """Actor numbers from ``"17,18"``, ``"19-24"``, ints or a list.
+
+    Arguments
+    ---------
+    value : str or int or list
+        Comma-separated numbers and ranges, or numbers.
+
+    Returns
+    -------
+    list of int
+
+    Example
+    -------
+    >>> parse_actors("13,15-17")
+    [13, 15, 16, 17]
+    >>> parse_actors([1, "02"])
+    [1, 2]
+    """
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    actors = []
+    for part in str(value).replace(" ", "").split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        try:
+            start, end = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(
+                f"Bad actor list '{value}': use numbers and ranges such as "
+                "'13,15-18'."
+            ) from None
+        actors.extend(range(start, end + 1))
+    return actors
 
 
 def parse_folds(spec):
@@ -63,17 +104,14 @@ def parse_folds(spec):
         ]
     folds = []
     for group in filter(None, spec.split(";")):
-        actors = []
-        for part in group.split(","):
-            first, _, last = part.partition("-")
-            try:
-                actors.extend(range(int(first), int(last or first) + 1))
-            except ValueError:
-                raise ValueError(
-                    f"--folds {spec}: use 'emobox', 'emobox:2,5' or actor "
-                    "groups such as '1-4;5,6,7,8'"
-                ) from None
-        folds.append((f"actors_{min(actors)}-{max(actors)}", sorted(actors)))
+        try:
+            actors = sorted(parse_actors(group))
+        except ValueError:
+            raise ValueError(
+                f"--folds {spec}: use 'emobox', 'emobox:2,5' or actor "
+                "groups such as '1-4;5,6,7,8'"
+            ) from None
+        folds.append((f"actors_{min(actors)}-{max(actors)}", actors))
     return folds
 
 

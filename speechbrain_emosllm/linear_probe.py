@@ -166,7 +166,8 @@ def probe_scores(probe, x, y, ids, labels):
     Returns
     -------
     dict
-        ``accuracy``, ``macro_f1`` and the rest of ``summarize()``.
+        ``accuracy``, ``macro_f1`` and the rest of ``summarize()``, and
+        ``predictions`` (id -> label).
 
     Example
     -------
@@ -177,11 +178,9 @@ def probe_scores(probe, x, y, ids, labels):
     """
     metrics = EmotionMetrics(labels)
     with torch.no_grad():
-        predicted = probe(x).argmax(-1).tolist()
-    metrics.append(
-        ids, [labels[i] for i in predicted], [labels[i] for i in y.tolist()]
-    )
-    return metrics.summarize()
+        predicted = [labels[i] for i in probe(x).argmax(-1).tolist()]
+    metrics.append(ids, predicted, [labels[i] for i in y.tolist()])
+    return {**metrics.summarize(), "predictions": dict(zip(ids, predicted))}
 
 
 def select_on_valid(splits, labels, weighted_layers, penalties, seed=0):
@@ -263,15 +262,12 @@ def select_and_test(splits, labels, weighted_layers, penalties, seed=0):
         splits, labels, weighted_layers, penalties, seed
     )
     test = probe_scores(probe, *splits["test"], labels)
-    x, _, ids = splits["test"]
-    with torch.no_grad():
-        predicted = probe(x).argmax(-1).tolist()
     result = {
         "accuracy": test["accuracy"],
         "macro_f1": test["macro_f1"],
         "valid_macro_f1": valid_f1,
         "l2": l2,
-        "predictions": {i: labels[k] for i, k in zip(ids, predicted)},
+        "predictions": test["predictions"],
     }
     if weighted_layers:
         weights = probe.layer_logits.detach().softmax(-1)

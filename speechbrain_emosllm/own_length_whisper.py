@@ -67,19 +67,16 @@ class OwnLengthWhisper(Whisper):
         super().__init__(*args, **kwargs)
         self.pad_to_window = pad_to_window
 
-    def log_mel_spectrogram(self, audio, padding=0):
-        """The lobe's log-mel spectrogram of each clip on its own.
+    def clip_mels(self, wav, samples):
+        """The lobe's log-mel spectrogram of each clip on its own samples.
 
         The lobe floors the spectrogram 8 decades below the maximum of the
         whole batch; Whisper floors each clip at its own maximum.
         """
-        clips = [
-            super(OwnLengthWhisper, self).log_mel_spectrogram(
-                clip[None], padding
-            )
-            for clip in audio
+        return [
+            self.log_mel_spectrogram(clip[None, :n])
+            for clip, n in zip(wav, samples)
         ]
-        return torch.cat(clips)
 
     def encode(self, wav, wav_lens=None):
         """Encoder frames of the batch's longest clip, padding masked.
@@ -98,22 +95,16 @@ class OwnLengthWhisper(Whisper):
         -------
         torch.Tensor
         """
-        if self.pad_to_window:
-            with torch.no_grad():
-                mel = self.log_mel_spectrogram(self.pad_or_trim(wav))
-                return self.forward_encoder(mel)
-        samples = torch.full((wav.shape[0],), wav.shape[1])
-        if wav_lens is not None:
-            samples = torch.round(wav_lens.cpu() * wav.shape[1]).long()
-        samples = samples.clamp(min=self._hop_length, max=self._n_samples)
         with torch.no_grad():
-            mels = [
-                super(OwnLengthWhisper, self).log_mel_spectrogram(
-                    clip[None, :n]
-                )
-                for clip, n in zip(wav, samples.tolist())
-            ]
-            return self._masked_encoder(mels)
+            if self.pad_to_window:
+                wav = self.pad_or_trim(wav)
+                mels = self.clip_mels(wav, [wav.shape[1]] * wav.shape[0])
+                return self.forward_encoder(torch.cat(mels))
+            samples = torch.full((wav.shape[0],), wav.shape[1])
+            if wav_lens is not None:
+                samples = torch.round(wav_lens.cpu() * wav.shape[1]).long()
+            samples = samples.clamp(min=self._hop_length, max=self._n_samples)
+            return self._masked_encoder(self.clip_mels(wav, samples.tolist()))
 
     def _masked_encoder(self, mels):
         """Transformers' ``WhisperEncoder.forward`` with padding masked."""
@@ -142,8 +133,6 @@ class OwnLengthWhisper(Whisper):
         states = [hidden]
         for layer in encoder.layers:
             hidden = layer(hidden, mask)
-            if isinstance(hidden, tuple):  # older transformers
-                hidden = hidden[0]
             states.append(hidden)
         states[-1] = encoder.layer_norm(hidden)
         if self.output_all_hiddens:

@@ -19,7 +19,7 @@ from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_emosllm.ablations import run_ablations
+from speechbrain_emosllm.ablations import run_ablations, run_untrained_ablation
 from speechbrain_emosllm.brain import EmoSLLM, class_weights_from
 from speechbrain_emosllm.checkpoints import (
     find_best_checkpoint,
@@ -254,13 +254,16 @@ def run_phase(argv, prepare_data, class_names):
             hparams,
             [train_data, valid_data, *test_sets.values()],
         )
-    if hparams["checkpointer"].find_checkpoint() is None:
+    fresh = hparams["checkpointer"].find_checkpoint() is None
+    if fresh:
         # A fresh phase; a resumed one recovers its own checkpoint in fit.
         warm_start(hparams)
         if isinstance(mapper.utterance_token, PosteriorToken):
             datasets = {"train": train_data, "valid": valid_data}
             fit_token(hparams, datasets, labels, class_embeddings)
     options = loader_options(hparams, train_data)
+    ablations = hparams.get("test_ablations") or []
+    run_untrained_ablation(brain, ablations, test_sets, options["test"], fresh)
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,
@@ -270,13 +273,7 @@ def run_phase(argv, prepare_data, class_names):
     )
     for name, test_data in test_sets.items():
         brain.test(name, test_data, options["test"])
-    run_ablations(
-        brain,
-        hparams.get("test_ablations") or [],
-        train_data,
-        test_sets,
-        options["test"],
-    )
+    run_ablations(brain, ablations, train_data, test_sets, options["test"])
     leave_process_group()
     return brain
 

@@ -211,7 +211,7 @@ def write_tone_clips(folder, specs, sample_rate=16000):
     return paths
 
 
-def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
+def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0, **config):
     """Saves a tiny random Whisper model and its feature extractor.
 
     Arguments
@@ -224,6 +224,8 @@ def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
         Encoder and decoder layers.
     seed : int
         Seed of the random weights.
+    **config
+        Other ``WhisperConfig`` options (e.g. a preset's heads and widths).
 
     Returns
     -------
@@ -247,7 +249,7 @@ def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
 
     # Whisper's real vocabulary size keeps its default special token ids
     # valid (they matter to the CTranslate2 converter's round trip).
-    config = WhisperConfig(
+    options = dict(
         vocab_size=51865,
         d_model=d_model,
         encoder_layers=num_layers,
@@ -258,7 +260,9 @@ def make_tiny_whisper(folder, d_model=32, num_layers=1, seed=0):
         decoder_ffn_dim=2 * d_model,
         max_target_positions=32,
     )
+    options.update(config)
     torch.manual_seed(seed)
-    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    model = WhisperForConditionalGeneration(WhisperConfig(**options))
+    model.save_pretrained(folder)
     WhisperFeatureExtractor().save_pretrained(folder)
     return folder

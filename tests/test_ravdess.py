@@ -195,7 +195,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
             "--previous_phase_folder=null",
             "--layer_weighting=True",
             "--number_of_epochs=1",
-            "--test_ablations=[token_masked,queries_masked]",
+            "--test_ablations=[token_masked,queries_masked,no_phase_training]",
         ],
         cwd=RAVDESS_RECIPE,
     )
@@ -208,7 +208,7 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     # The token's own decisions are scored next to the LLM's.
     assert 0.0 <= summary["utterance_token_macro_f1"] <= 1.0
     # Each ablation is a ser_only test of the same checkpoint.
-    for ablation in ("token_masked", "queries_masked"):
+    for ablation in ("token_masked", "queries_masked", "no_phase_training"):
         folder = tmp_path / "out" / "ser" / f"test_test_{ablation}"
         ablated = json.load(open(folder / "summary.json"))
         assert 0.0 <= ablated["ser_only_acc"] <= 1.0

@@ -7,15 +7,13 @@ every fold reads one feature cache, so each clip is encoded once. The
 transcript modes (RAVDESS has two constant sentences) run on the first
 fold only; ``ser_only`` and the probes on every fold. Writes
 ``<output>/ravdess_folds.json``: per fold the scores of every mode, probe
-and ablation (``speechbrain_emosllm.ablations``; the predecessor without
-the phase is a run of 0 epochs), then the mean over folds and a paired
-bootstrap of ``ser_only`` minus the linear probe.
+and ablation (``speechbrain_emosllm.ablations``), then the mean over
+folds and a paired bootstrap of ``ser_only`` minus the linear probe.
 
 Authors
  * speechbrain-emosllm contributors 2026
 """
 
-import argparse
 import copy
 import json
 import os
@@ -42,9 +40,6 @@ from speechbrain_emosllm.folds import (
 from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.modes import EMOTION_MODES
 
-# The predecessor with the fitted token, tested without the emotion phase.
-NO_PHASE = "no_phase_training"
-
 
 def actors_in(folder):
     """Actor numbers of the ``Actor_XX/`` folders in ``folder``.
@@ -62,47 +57,44 @@ def actors_in(folder):
     return sorted(int(n[6:]) for n in names if re.fullmatch(r"Actor_\d\d", n))
 
 
-def read_fold(folder, classes):
+def read_answers(path):
+    """Clip id -> predicted label, from a ``<mode>_predictions.json``."""
+    answers = json.load(open(path, encoding="utf-8"))
+    return {i: a["prediction"] for i, a in answers.items()}
+
+
+def read_fold(folder):
     """References and answers of one finished fold.
 
     Arguments
     ---------
     folder : str
         The fold's experiment folder.
-    classes : list of str
 
     Returns
     -------
     dict
         ``targets`` (clip id -> label) and ``predictions`` (row -> clip id
-        -> label) of every mode tested and of the probes.
+        -> label) of every mode tested, every ablation and the probes.
     """
     test = os.path.join(folder, "ser", "test_test")
-    predictions, targets = {}, None
+    path = os.path.join(test, "ser_only_predictions.json")
+    answers = json.load(open(path, encoding="utf-8"))
+    targets = {i: a["target"] for i, a in answers.items()}
+    predictions = {}
     for mode in EMOTION_MODES:
         path = os.path.join(test, f"{mode}_predictions.json")
-        if not os.path.exists(path):
-            continue
-        answers = json.load(open(path, encoding="utf-8"))
-        targets = targets or {i: a["target"] for i, a in answers.items()}
-        predictions[mode] = {i: a["prediction"] for i, a in answers.items()}
+        if os.path.exists(path):
+            predictions[mode] = read_answers(path)
     for ablation in ABLATIONS:
         path = os.path.join(f"{test}_{ablation}", "ser_only_predictions.json")
-        answers = json.load(open(path, encoding="utf-8"))
-        predictions[ablation] = {i: a["prediction"] for i, a in answers.items()}
-    path = os.path.join(
-        folder, NO_PHASE, "ser", "test_test", "ser_only_predictions.json"
-    )
-    answers = json.load(open(path, encoding="utf-8"))
-    predictions[NO_PHASE] = {i: a["prediction"] for i, a in answers.items()}
+        predictions[ablation] = read_answers(path)
     probes = json.load(
         open(os.path.join(folder, "linear_probe", "probe_results.json"))
     )
     for name in PROBES:
         if name in probes:
             predictions[name] = probes[name]["predictions"]
-    if targets is None:
-        raise FileNotFoundError(f"no test answers in {test}")
     return {"targets": targets, "predictions": predictions}
 
 
@@ -119,7 +111,7 @@ def fold_report(name, test, valid, answers, classes):
         "n_test": len(answers["targets"]),
         "modes": {m: rows[m] for m in EMOTION_MODES if m in rows},
         "baselines": {p: rows[p] for p in PROBES if p in rows},
-        "ablations": {a: rows[a] for a in (*ABLATIONS, NO_PHASE)},
+        "ablations": {a: rows[a] for a in ABLATIONS},
         "rows": rows,
     }
 
@@ -163,17 +155,11 @@ def run_folds(common, args, output, quick):
         }
         if index:  # constant sentences: the transcript modes once
             phase["test_modes"] = "[ser_only]"
-        untrained = {**phase, "number_of_epochs": 0, "test_ablations": "[]"}
-        untrained["test_modes"] = "[ser_only]"
         print(f"\n== fold {name}: test {test}, valid {valid}")
         overrides = ravdess_overrides(common, phase, fold_args, output, folder)
         run_script("linear_probe.py", overrides, env)
         run_script("train.py", overrides, env)
-        overrides = ravdess_overrides(
-            common, untrained, fold_args, output, f"{folder}/{NO_PHASE}"
-        )
-        run_script("train.py", overrides, env)
-        answers.append(read_fold(folder, classes))
+        answers.append(read_fold(folder))
         entries.append(fold_report(name, test, valid, answers[-1], classes))
     report = {
         "protocol": args.folds,
@@ -213,18 +199,14 @@ def print_folds_table(report):
     )
 
 
-def check_folds_argument(spec, folder):
-    """``--folds`` checked before any phase runs (argparse's usage error).
+def check_folds(spec, folder):
+    """``--folds`` checked before any phase runs.
 
     Example
     -------
-    >>> check_folds_argument("emobox:9", "/nowhere")
+    >>> check_folds("emobox:9", "/nowhere")
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: --folds emobox:9: EmoBox has folds 1-6, not [9]
+    ValueError: --folds emobox:9: EmoBox has folds 1-6, not [9]
     """
-    try:
-        folds = parse_folds(spec)
-        check_folds_present(folds, actors_in(folder), folder)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    check_folds_present(parse_folds(spec), actors_in(folder), folder)

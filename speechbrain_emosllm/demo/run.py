@@ -481,15 +481,13 @@ def main(argv=None):
     if args.corpus == "ravdess" and not args.ravdess_folder:
         parser.error("--corpus ravdess needs --ravdess_folder")
     if args.folds:
-        from argparse import ArgumentTypeError
-
-        from speechbrain_emosllm.demo.ravdess_folds import check_folds_argument
+        from speechbrain_emosllm.demo.ravdess_folds import check_folds
 
         if args.corpus != "ravdess":
             parser.error("--folds needs --corpus ravdess")
         try:
-            check_folds_argument(args.folds, args.ravdess_folder)
-        except ArgumentTypeError as error:
+            check_folds(args.folds, args.ravdess_folder)
+        except ValueError as error:
             parser.error(str(error))
     config = QUICK if args.quick else FULL
     output = os.path.abspath(args.output)

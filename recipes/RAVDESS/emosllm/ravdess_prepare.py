@@ -27,6 +27,7 @@ import re
 from collections import Counter
 
 from speechbrain_emosllm.audio import check_audio
+from speechbrain_emosllm.folds import parse_actors
 from speechbrain_emosllm.labels import (
     RAVDESS_EMOTIONS,
     RAVDESS_LABEL_SETS,
@@ -58,45 +59,6 @@ FILE_NAME = re.compile(
 )
 DEFAULT_VALID_ACTORS = (17, 18)
 DEFAULT_TEST_ACTORS = (19, 20, 21, 22, 23, 24)
-
-
-def parse_actors(value):
-    """Actor numbers from ``"17,18"``, ``"19-24"``, ints or a list.
-
-    Arguments
-    ---------
-    value : str or int or list
-        Comma-separated numbers and ranges, or numbers.
-
-    Returns
-    -------
-    list of int
-
-    Example
-    -------
-    >>> parse_actors("13,15-17")
-    [13, 15, 16, 17]
-    >>> parse_actors([1, "02"])
-    [1, 2]
-    """
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    actors = []
-    for part in str(value).replace(" ", "").split(","):
-        if not part:
-            continue
-        first, _, last = part.partition("-")
-        try:
-            start, end = int(first), int(last or first)
-        except ValueError:
-            raise ValueError(
-                f"Bad actor list '{value}': use numbers and ranges such as "
-                "'13,15-18'."
-            ) from None
-        actors.extend(range(start, end + 1))
-    return actors
 
 
 def parse_file_name(name):
