@@ -66,7 +66,11 @@ class EmoSLLM(sb.Brain):
         self.test_modes = None
 
     def compute_forward(self, batch, stage):
-        """Encodes the audio (or reads cached frames) and pools them."""
+        """Encodes the audio (or reads cached frames) and pools them.
+
+        In training, a stacked phase's clips bring their out-of-fold token
+        posteriors (``recipe.attach_posteriors``).
+        """
         batch = batch.to(self.device)
         if self.hparams.feature_cache:
             frames, lengths = batch.feats
@@ -77,7 +81,12 @@ class EmoSLLM(sb.Brain):
             self.modules.encoder.eval()
             with torch.no_grad():
                 frames = self.modules.encoder(wavs, lengths)
-        return self.modules.qpmapper(frames.float(), lengths)
+        posterior = None
+        if stage == sb.Stage.TRAIN:  # stacking: out-of-fold posteriors
+            posterior = getattr(batch, "token_posterior", None)
+        if posterior is not None:
+            posterior = posterior.data
+        return self.modules.qpmapper(frames.float(), lengths, posterior)
 
     def compute_objectives(self, audio_embeddings, batch, stage):
         """Answer loss (weighted spans) and, in evaluation, every mode."""
@@ -275,6 +284,11 @@ class EmoSLLM(sb.Brain):
                     encoding="utf-8",
                 ) as f:
                     self.wer[mode].write_stats(f)
+        if self.anchor_metrics.targets:  # the token's own decisions
+            self.anchor_metrics.write_report(
+                os.path.join(folder, "utterance_token"),
+                f"{self.test_name} - utterance token",
+            )
         with open(
             os.path.join(folder, "summary.json"), "w", encoding="utf-8"
         ) as f:

@@ -282,7 +282,8 @@ def main(argv=None):
     files = list_audio(args.paths)
     if not files:
         parser.error(
-            "no audio files found in " + ", ".join(args.paths)
+            "no audio files found in "
+            + ", ".join(args.paths)
             + f" (extensions: {', '.join(AUDIO_EXTENSIONS)})"
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

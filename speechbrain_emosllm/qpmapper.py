@@ -207,7 +207,7 @@ class QPMapper(nn.Module):
         rms = embeddings.float().pow(2).mean().sqrt()
         self.log_output_gain.copy_(rms.log())
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, token_posterior=None):
         """Pools a batch of frame sequences into query embeddings.
 
         Arguments
@@ -218,6 +218,9 @@ class QPMapper(nn.Module):
         lengths : torch.Tensor, optional
             Relative lengths in [0, 1] (SpeechBrain convention); all frames
             are valid when None.
+        token_posterior : torch.Tensor, optional
+            (batch, n_classes) posteriors that a ``PosteriorToken`` lays
+            out instead of its head's (out-of-fold training posteriors).
 
         Returns
         -------
@@ -235,7 +238,13 @@ class QPMapper(nn.Module):
         if lengths is not None:
             valid = torch.round(lengths * time).clamp(min=1)
             frame_mask = length_to_mask(valid, max_len=time, device=x.device)
-        if self.utterance_token is not None:
+        if token_posterior is not None:
+            if not getattr(self.utterance_token, "n_classes", None):
+                raise ValueError("token_posterior needs a PosteriorToken")
+            summary, token = self.utterance_token(
+                x, frame_mask, token_posterior
+            )
+        elif self.utterance_token is not None:
             summary, token = self.utterance_token(x, frame_mask)
             queries = queries + summary.unsqueeze(1)
         sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)

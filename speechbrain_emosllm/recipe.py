@@ -41,6 +41,7 @@ from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
 
 logger = get_logger(__name__)
 TOKEN_FIT_FILE = "utterance_token_fit.json"
+POSTERIORS_FILE = "out_of_fold_posteriors.json"
 
 SELECTION_METRICS = ("loss", "WER", "macro_f1")
 
@@ -255,12 +256,15 @@ def run_phase(argv, prepare_data, class_names):
             [train_data, valid_data, *test_sets.values()],
         )
     fresh = hparams["checkpointer"].find_checkpoint() is None
+    stacked = check_stacking(hparams)
     if fresh:
         # A fresh phase; a resumed one recovers its own checkpoint in fit.
         warm_start(hparams)
         if isinstance(mapper.utterance_token, PosteriorToken):
             datasets = {"train": train_data, "valid": valid_data}
             fit_token(hparams, datasets, labels, class_embeddings)
+    if stacked:
+        attach_posteriors(train_data, read_posteriors(hparams))
     options = loader_options(hparams, train_data)
     ablations = hparams.get("test_ablations") or []
     run_untrained_ablation(brain, ablations, test_sets, options["test"], fresh)
@@ -336,18 +340,149 @@ def fit_token(hparams, datasets, labels, class_embeddings):
             "A PosteriorToken is fitted on the feature cache: set "
             "feature_cache: True."
         )
+    groups = None
+    if hparams.get("out_of_fold_token"):
+        groups = speaker_groups(datasets["train"], hparams["train_json"])
     report = fit_utterance_token(
         hparams["qpmapper"],
         hparams["feature_folder"],
         datasets,
         labels,
         class_embeddings.detach(),
+        groups,
     )
+    posteriors = report.pop("posteriors", None)
     logger.info("Utterance token fitted as a linear probe: %s", report)
     if if_main_process():
         path = os.path.join(hparams["output_folder"], TOKEN_FIT_FILE)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
+        if posteriors is not None:
+            path = os.path.join(hparams["output_folder"], POSTERIORS_FILE)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(posteriors, f)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # the file exists for every process
+
+
+def check_stacking(hparams):
+    """Whether the phase stacks (``out_of_fold_token``); checks it can.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+
+    Returns
+    -------
+    bool
+
+    Example
+    -------
+    >>> check_stacking({"out_of_fold_token": False})
+    False
+    >>> from types import SimpleNamespace
+    >>> check_stacking({"out_of_fold_token": True,
+    ...                 "qpmapper": SimpleNamespace(utterance_token=None)})
+    Traceback (most recent call last):
+    ...
+    ValueError: out_of_fold_token: True needs a PosteriorToken utterance_token
+    """
+    if not hparams.get("out_of_fold_token"):
+        return False
+    if not isinstance(hparams["qpmapper"].utterance_token, PosteriorToken):
+        raise ValueError(
+            "out_of_fold_token: True needs a PosteriorToken utterance_token"
+        )
+    return True
+
+
+def speaker_groups(data, manifest):
+    """Clip id -> speaker (``spk_id``) of the training clips.
+
+    Arguments
+    ---------
+    data : DynamicItemDataset
+        The training set.
+    manifest : str
+        Its manifest (named in the error).
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> speaker_groups(DynamicItemDataset({"u1": {"spk_id": "03"}}), "t.json")
+    {'u1': '03'}
+    >>> speaker_groups(DynamicItemDataset({"u1": {}}), "t.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: out_of_fold_token groups the training clips by speaker: \
+t.json has no spk_id field
+    """
+    try:
+        with data.output_keys_as(["id", "spk_id"]):
+            return {item["id"]: item["spk_id"] for item in data}
+    except KeyError:
+        raise ValueError(
+            "out_of_fold_token groups the training clips by speaker: "
+            f"{manifest} has no spk_id field"
+        ) from None
+
+
+def read_posteriors(hparams):
+    """The out-of-fold posteriors written when the token was fitted.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters (``output_folder``).
+
+    Returns
+    -------
+    dict
+        Clip id -> list of floats.
+    """
+    path = os.path.join(hparams["output_folder"], POSTERIORS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is missing: out_of_fold_token was set on a phase whose "
+            "token was fitted without it; start the phase afresh."
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def attach_posteriors(data, posteriors):
+    """Adds each training clip's ``token_posterior`` to its batches.
+
+    Arguments
+    ---------
+    data : DynamicItemDataset
+        The training set.
+    posteriors : dict
+        Clip id -> list of floats (``read_posteriors``).
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset({"u1": {}})
+    >>> data.set_output_keys(["id"])
+    >>> attach_posteriors(data, {"u1": [0.25, 0.75]})
+    >>> data[0]["token_posterior"]
+    tensor([0.2500, 0.7500])
+    """
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("token_posterior")
+    def posterior_pipeline(utt_id):
+        return torch.tensor(posteriors[utt_id])
+
+    data.add_dynamic_item(posterior_pipeline)
+    keys = list(data.pipeline.output_mapping)
+    data.set_output_keys([*keys, "token_posterior"])
 
 
 def leave_process_group():

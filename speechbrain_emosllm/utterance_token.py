@@ -159,10 +159,13 @@ class ClassPosterior(nn.Module):
         self.classifier = nn.Linear(input_size, n_classes)
         self.readout = nn.Linear(n_classes, output_size, bias=False)
 
+    def posterior(self, x):
+        """(batch, n_classes) class posterior of ``x`` (batch, input_size)."""
+        return self.classifier(x).float().softmax(-1)
+
     def forward(self, x):
         """The token of each vector in ``x`` (batch, input_size)."""
-        posterior = self.classifier(x).float().softmax(-1)
-        return self.readout(posterior.to(x.dtype))
+        return self.readout(self.posterior(x).to(x.dtype))
 
 
 class PosteriorToken(UtteranceToken):
@@ -186,6 +189,10 @@ class PosteriorToken(UtteranceToken):
         Width of the QPMapper's queries.
     n_classes : int
         Number of classes of the label set.
+    dropout : float
+        In training, the probability that a clip's token carries the
+        uniform posterior (no decision), so that the phase must also learn
+        to answer from the queries.
 
     Example
     -------
@@ -194,15 +201,64 @@ class PosteriorToken(UtteranceToken):
     (3, torch.Size([6, 3]))
     >>> any(p.requires_grad for p in token.head.parameters())
     False
+
+    In training, a given posterior (out-of-fold, ``utterance_token_fit``)
+    replaces the head's, and dropout replaces it by the uniform one:
+
+    >>> _ = torch.nn.init.eye_(token.head.readout.weight)
+    >>> given = torch.tensor([[1.0, 0.0, 0.0]])
+    >>> _, vector = token(torch.randn(1, 5, 4), torch.ones(1, 5), given)
+    >>> vector[0, :3].tolist()
+    [1.0, 0.0, 0.0]
+    >>> token.dropout = 1.0
+    >>> _, vector = token(torch.randn(1, 5, 4), torch.ones(1, 5), given)
+    >>> [round(v, 3) for v in vector[0, :3].tolist()]
+    [0.333, 0.333, 0.333]
     """
 
     frozen = True
 
-    def __init__(self, input_size, output_size, query_size, n_classes):
+    def __init__(
+        self, input_size, output_size, query_size, n_classes, dropout=0.0
+    ):
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"token_dropout {dropout} is not in [0, 1]")
         self.n_classes = n_classes
+        self.dropout = dropout
         super().__init__(input_size, output_size, query_size)
         self.head.requires_grad_(False)
 
     def make_head(self, input_size, output_size):
         """A frozen ``ClassPosterior`` over the label set's classes."""
         return ClassPosterior(input_size, self.n_classes, output_size)
+
+    def forward(self, frames, mask, posterior=None):
+        """The summary and the token of each clip.
+
+        Arguments
+        ---------
+        frames : torch.Tensor
+            (batch, time, input_size).
+        mask : torch.Tensor
+            (batch, time), 1 for valid frames.
+        posterior : torch.Tensor, optional
+            (batch, n_classes) posteriors to lay out instead of the head's
+            (training clips' out-of-fold posteriors).
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            (batch, query_size) summary, (batch, output_size) token.
+        """
+        standardised = self.standardise(masked_mean(frames, mask))
+        if posterior is None:
+            posterior = self.head.posterior(standardised)
+        posterior = posterior.float()
+        if self.training and self.dropout > 0:
+            dropped = torch.rand(len(posterior), device=posterior.device)
+            uniform = torch.full_like(posterior, 1.0 / self.n_classes)
+            posterior = torch.where(
+                (dropped < self.dropout)[:, None], uniform, posterior
+            )
+        token = self.head.readout(posterior.to(standardised.dtype))
+        return self.summary(standardised), token

@@ -325,10 +325,13 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
 
     assert first["n_test"] == clips(1, 2) and second["n_test"] == clips(3, 4)
     for fold in report["folds"]:
+        # The token's own decision is a baseline; ser_only mostly copies it.
         assert set(fold["baselines"]) == {
             "linear_probe",
             "weighted_layers_probe",
+            "utterance_token",
         }
+        assert 0.0 <= fold["agreement_with_token"] <= 1.0
         assert set(fold["ablations"]) == {
             "token_masked",
             "queries_masked",
@@ -345,6 +348,31 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
     assert boot["draws"] == 1000 and low <= high
     cache = output / "ravdess_folds" / "feature_cache"
     assert len(os.listdir(cache)) == 1  # one key: each clip encoded once
+
+    # Stacking: a fold of its own, beside (not over) the plain one; each
+    # training clip has an out-of-fold posterior.
+    result = quick_ravdess_demo(
+        data,
+        output,
+        "--label_set",
+        "nhsa4",
+        "--folds",
+        "1,2",
+        "--stacked_token",
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    stacked = json.load(open(output / "ravdess_folds_stacked.json"))
+    assert stacked["stacked_token"] == {
+        "out_of_fold_token": True,
+        "token_dropout": 0.3,
+    }
+    assert json.load(open(output / "ravdess_folds.json")) == report
+    (fold,) = stacked["folds"]
+    folder = output / "ravdess_folds" / f"{fold['fold']}_stacked" / "ser"
+    posteriors = json.load(open(folder / "out_of_fold_posteriors.json"))
+    assert len(posteriors) == clips(3, 4)  # actors 5 and 6 are valid
+    assert all(abs(sum(p) - 1) < 1e-4 for p in posteriors.values())
+    assert len(os.listdir(cache)) == 1
 
 
 def test_fold_protocol_names_missing_test_actors_before_training(tmp_path):

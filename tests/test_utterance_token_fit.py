@@ -164,3 +164,67 @@ def test_a_posterior_token_starts_from_a_linear_token_predecessor(tmp_path):
     for name, value in old.items():
         if not name.startswith("utterance_token.head."):
             assert torch.equal(new[name], value), name
+
+
+def test_a_stacked_brain_trains_on_out_of_fold_posteriors_only():
+    """In training, a batch's ``token_posterior`` (stacking) is the token
+    the LLM reads; in evaluation the fitted head decides; token dropout
+    leaves the uniform posterior, in training only."""
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from speechbrain_emosllm.brain import EmoSLLM
+
+    model = mapper()
+    names = torch.randn(len(LABELS), 16)
+    fitted(model, names)
+    frames = clips(4, 5)[0]
+    given = torch.eye(len(LABELS))[[3, 2, 1, 0]]
+    batch = PaddedBatch(
+        [
+            {"id": str(i), "feats": frames[i], "token_posterior": given[i]}
+            for i in range(4)
+        ]
+    )
+    brain = EmoSLLM(
+        modules={"qpmapper": model},
+        hparams={"feature_cache": True},
+        run_opts={"device": "cpu"},
+        labels=LABELS,
+        decoder=None,
+    )
+    readout = model.utterance_token.head.readout
+    model.train()
+    token = brain.compute_forward(batch, sb.Stage.TRAIN)[:, 0]
+    # Up to the output norm's scale, the token lays out the given posterior.
+    expected = F.rms_norm(readout(given), (16,)) * model.log_output_gain.exp()
+    assert torch.allclose(token, expected, atol=1e-5)
+    model.eval()
+    token = brain.compute_forward(batch, sb.Stage.VALID)[:, 0]
+    assert not torch.allclose(token, expected, atol=1e-2)
+    model.train()
+    model.utterance_token.dropout = 1.0
+    token = brain.compute_forward(batch, sb.Stage.TRAIN)[:, 0]
+    uniform = readout(torch.full((1, len(LABELS)), 1 / len(LABELS)))
+    uniform = F.rms_norm(uniform, (16,)) * model.log_output_gain.exp()
+    assert torch.allclose(token, uniform.expand(4, -1), atol=1e-5)
+
+
+def test_out_of_fold_posteriors_never_see_their_speaker():
+    """Each group's posteriors come from a probe fitted on the others: a
+    group whose labels contradict the rest is predicted wrong, where an
+    in-fold probe would have learned it."""
+    from speechbrain_emosllm.utterance_token_fit import out_of_fold_posteriors
+
+    torch.manual_seed(0)
+    y = torch.arange(70) % 2
+    x = torch.randn(70, 1, 4)
+    x[:, 0, 0] += 6 * y
+    y[60:] = 1 - y[60:]  # speaker "c" swaps the classes
+    groups = ["a"] * 30 + ["b"] * 30 + ["c"] * 10
+    posteriors = out_of_fold_posteriors(x, y, groups, 2, 1e-3)
+    right = posteriors.argmax(-1) == y
+    assert right[:60].float().mean() > 0.8
+    assert right[60:].float().mean() < 0.1
+    with pytest.raises(ValueError, match="two or more speakers"):
+        out_of_fold_posteriors(x, y, ["a"] * 60, 2, 1e-3)

@@ -7,8 +7,12 @@ every fold reads one feature cache, so each clip is encoded once. The
 transcript modes (RAVDESS has two constant sentences) run on the first
 fold only; ``ser_only`` and the probes on every fold. Writes
 ``<output>/ravdess_folds.json``: per fold the scores of every mode, probe
-and ablation (``speechbrain_emosllm.ablations``), then the mean over
-folds and a paired bootstrap of ``ser_only`` minus the linear probe.
+and ablation (``speechbrain_emosllm.ablations``) and how often
+``ser_only`` agrees with the utterance token's own decision, then the
+mean over folds and a paired bootstrap of ``ser_only`` minus the linear
+probe. ``--stacked_token`` trains with out-of-fold token posteriors and
+token dropout (``STACKED``) in ``<fold>_stacked`` folders and writes
+``ravdess_folds_stacked.json``.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -39,6 +43,11 @@ from speechbrain_emosllm.folds import (
 )
 from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.modes import EMOTION_MODES
+
+# Stacking (``--stacked_token``); the dropout was set before any run, not
+# chosen on a score.
+STACKED = {"out_of_fold_token": True, "token_dropout": 0.3}
+TOKEN = "utterance_token"
 
 
 def actors_in(folder):
@@ -89,6 +98,9 @@ def read_fold(folder):
     for ablation in ABLATIONS:
         path = os.path.join(f"{test}_{ablation}", "ser_only_predictions.json")
         predictions[ablation] = read_answers(path)
+    path = os.path.join(test, f"{TOKEN}_predictions.json")
+    if os.path.exists(path):
+        predictions[TOKEN] = read_answers(path)
     probes = json.load(
         open(os.path.join(folder, "linear_probe", "probe_results.json"))
     )
@@ -98,20 +110,36 @@ def read_fold(folder):
     return {"targets": targets, "predictions": predictions}
 
 
+def agreement(first, second):
+    """Share of the clips of ``first`` that ``second`` answers alike.
+
+    Example
+    -------
+    >>> agreement({"a": "X", "b": "Y"}, {"a": "X", "b": "X"})
+    0.5
+    """
+    return round(sum(second[i] == a for i, a in first.items()) / len(first), 4)
+
+
 def fold_report(name, test, valid, answers, classes):
     """One fold's entry of ``ravdess_folds.json``."""
+    given = answers["predictions"]
     rows = {
-        row: fold_scores(answers["targets"], given, classes)
-        for row, given in answers["predictions"].items()
+        row: fold_scores(answers["targets"], answer, classes)
+        for row, answer in given.items()
     }
+    token = given.get(TOKEN)
     return {
         "fold": name,
         "test_actors": test,
         "valid_actors": valid,
         "n_test": len(answers["targets"]),
         "modes": {m: rows[m] for m in EMOTION_MODES if m in rows},
-        "baselines": {p: rows[p] for p in PROBES if p in rows},
+        "baselines": {p: rows[p] for p in (*PROBES, TOKEN) if p in rows},
         "ablations": {a: rows[a] for a in ABLATIONS},
+        "agreement_with_token": (
+            agreement(given["ser_only"], token) if token else None
+        ),
         "rows": rows,
     }
 
@@ -124,7 +152,7 @@ def run_folds(common, args, output, quick):
     common : dict
         The demo's model options.
     args : argparse.Namespace
-        ``ravdess_folder``, ``folds``, ``label_set``.
+        ``ravdess_folder``, ``folds``, ``label_set``, ``stacked_token``.
     output : str
         The demo's output folder (its ``p2_asr_lora`` is the start).
     quick : bool
@@ -140,6 +168,7 @@ def run_folds(common, args, output, quick):
     check_folds_present(folds, available, args.ravdess_folder)
     classes = ravdess_labels(args.label_set)
     root = os.path.join(output, "ravdess_folds")
+    suffix = "_stacked" if args.stacked_token else ""
     env = recipe_env()
     entries, answers = [], []
     for index, (name, test) in enumerate(folds):
@@ -147,9 +176,10 @@ def run_folds(common, args, output, quick):
         fold_args = copy.copy(args)
         fold_args.test_actors = ",".join(map(str, test))
         fold_args.valid_actors = ",".join(map(str, valid))
-        folder = os.path.join(root, name)
+        folder = os.path.join(root, name + suffix)
         phase = {
             **(QUICK if quick else FULL),
+            **(STACKED if args.stacked_token else {}),
             "feature_cache_folder": os.path.join(root, "feature_cache"),
             "test_ablations": f"[{','.join(ABLATIONS)}]",
         }
@@ -164,6 +194,7 @@ def run_folds(common, args, output, quick):
     report = {
         "protocol": args.folds,
         "label_set": args.label_set,
+        "stacked_token": STACKED if args.stacked_token else None,
         "transcript_modes_on": [folds[0][0]],
         "folds": entries,
         "summary": summarise(entries),

@@ -477,6 +477,12 @@ def main(argv=None):
         "'emobox:2,5' or test-actor groups '1-4;5-8' (valid actors by a "
         "fixed rule); writes <output>/ravdess_folds.json",
     )
+    parser.add_argument(
+        "--stacked_token",
+        action="store_true",
+        help="with --folds: out-of-fold token posteriors for the training "
+        "clips and token dropout; writes ravdess_folds_stacked.json",
+    )
     args = parser.parse_args(argv)
     if args.corpus == "ravdess" and not args.ravdess_folder:
         parser.error("--corpus ravdess needs --ravdess_folder")
@@ -489,6 +495,8 @@ def main(argv=None):
             check_folds(args.folds, args.ravdess_folder)
         except ValueError as error:
             parser.error(str(error))
+    if args.stacked_token and not args.folds:
+        parser.error("--stacked_token needs --folds")
     config = QUICK if args.quick else FULL
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
@@ -576,6 +584,8 @@ def ravdess_stage(args, config, assets, output, timings):
         )
         print_folds_table(report)
         name = "ravdess_folds.json"
+        if args.stacked_token:
+            name = "ravdess_folds_stacked.json"
     else:
         report = run_ravdess(
             model_options(config, assets), args, output, args.quick
