@@ -37,13 +37,33 @@ def pooled_frames(folder, clips):
     torch.Tensor
         (utterances, layers, width); one layer for last-layer caches.
     """
-    pooled = []
-    for utt_id, wav in clips:
-        frames = load_cached_features(folder, utt_id, wav)
-        if frames.dim() == 2:  # (time, width): the last layer only
-            frames = frames[:, None]
-        pooled.append(F.layer_norm(frames, frames.shape[-1:]).mean(0))
-    return torch.stack(pooled)
+    return torch.stack(
+        [pool_frames(load_cached_features(folder, u, w)) for u, w in clips]
+    )
+
+
+def pool_frames(frames):
+    """One clip's probe input: each frame layer-normalised, then averaged.
+
+    Arguments
+    ---------
+    frames : torch.Tensor
+        (time, layers, width), or (time, width) for the last layer only.
+
+    Returns
+    -------
+    torch.Tensor
+        (layers, width); one layer for (time, width) frames.
+
+    Example
+    -------
+    >>> pool_frames(torch.randn(7, 3, 4)).shape, pool_frames(
+    ...     torch.randn(7, 4)).shape
+    (torch.Size([3, 4]), torch.Size([1, 4]))
+    """
+    if frames.dim() == 2:
+        frames = frames[:, None]
+    return F.layer_norm(frames, frames.shape[-1:]).mean(0)
 
 
 def pooled_split(folder, dataset):

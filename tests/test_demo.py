@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from speechbrain_emosllm.demo.corpus import (
@@ -284,6 +285,41 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         "p3_joint",
     }
     assert os.path.isfile(report["training_curves_png"])
+    # The cue-conflict test on the finished demo: every pair of classes,
+    # words of one spoken with the prosody of the other.
+    conflict = subprocess.run(
+        [*command, "--cue_conflict"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=900,
+    )
+    assert conflict.returncode == 0, conflict.stdout[-3000:]
+    cue = json.load(open(os.path.join(output, "cue_conflict.json")))
+    assert cue["n"] == 48 and cue["per_pair"] == 4
+    rows = [*cue["modes"].values()]
+    rows += [cue["transcript_swap"][m] for m in ("joint_oracle", "prompt_hint")]
+    assert set(cue["modes"]) == set(EMOTION_MODES)
+    for row in rows:
+        assert set(row) == {"follows_voice", "follows_words", "neither"}
+        assert abs(sum(row.values()) - 1) < 1e-3
+    assert cue["transcript_swap"]["n"] == 16
+    voice = cue["voice_only"]
+    assert (
+        voice["n"]
+        == report["modes"]["ser_only"]["without_emotion_words"]["count"]
+    )
+    assert {"ser_only", "linear_probe"} <= set(voice)
+    # The voice is the other class's: slow Sad prosody, fast Angry.
+    clips = json.load(open(os.path.join(output, "cue_conflict", "clips.json")))
+    seconds = {"Sad": [], "Angry": []}
+    for clip in clips:
+        assert clip["words"] != clip["voice_class"]
+        if clip["voice_class"] in seconds:
+            info = soundfile.info(clip["wav"])
+            seconds[clip["voice_class"]].append(info.duration)
+    assert sum(seconds["Sad"]) > 1.3 * sum(seconds["Angry"])
     # Re-running skips finished phases.
     again = subprocess.run(
         command,
@@ -313,3 +349,23 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         options
         == open(os.path.join(output, "corpus", "corpus_options.json")).read()
     )
+
+
+def test_cue_conflict_needs_a_finished_demo(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechbrain_emosllm.demo",
+            "--cue_conflict",
+            "--output",
+            str(tmp_path),
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert f"{tmp_path / 'p3_joint'} has not finished" in result.stdout
+    assert os.listdir(tmp_path) == []  # nothing written

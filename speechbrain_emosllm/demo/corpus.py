@@ -202,10 +202,6 @@ def synthesize_splits(folder, splits, options):
     (dict, dict)
         Split -> manifest, and utterance id -> SHA-256 of its file.
     """
-    import soundfile
-    import torch
-    import torchaudio
-
     from speechbrain_emosllm.demo.espeak import ESpeak
 
     seed, sample_rate = options["seed"], options["sample_rate"]
@@ -222,22 +218,17 @@ def synthesize_splits(folder, splits, options):
             voice = voices[(index // len(LABELS)) % len(voices)]
             with_words = rng.random() < emotion_word_share
             text = make_sentence(label, with_words, rng)
-            audio = speaker.synthesize(
-                text,
-                voice=voice,
-                seed=seed * 100_003 + split_index * 10_007 + index,
-                **jittered_prosody(label, rng),
-            )
-            audio = torchaudio.functional.resample(
-                torch.from_numpy(audio), speaker.sample_rate, sample_rate
-            )
-            audio = audio.numpy()
-            peak = np.abs(audio).max()
-            if peak > 0.99:  # loud voices may clip: keep them in range
-                audio = audio * (0.99 / peak)
             utt_id = f"{split}_{index:04d}"
             path = os.path.join(audio_folder, f"{utt_id}.wav")
-            soundfile.write(path, audio, sample_rate)
+            audio = write_clip(
+                speaker,
+                path,
+                text,
+                voice,
+                seed * 100_003 + split_index * 10_007 + index,
+                jittered_prosody(label, rng),
+                sample_rate,
+            )
             checksums[utt_id] = file_digest(path)
             manifest[utt_id] = {
                 "wav": path,
@@ -253,3 +244,43 @@ def synthesize_splits(folder, splits, options):
         ) as f:
             json.dump(manifest, f, indent=1)
     return manifests, checksums
+
+
+def write_clip(speaker, path, text, voice, seed, prosody, sample_rate):
+    """Synthesises one clip, resampled and kept in range, to ``path``.
+
+    Arguments
+    ---------
+    speaker : ESpeak
+        The synthesiser.
+    path : str
+        WAV file to write.
+    text : str
+        The sentence.
+    voice : str
+        eSpeak voice variant.
+    seed : int
+        eSpeak NG's noise seed.
+    prosody : dict
+        eSpeak parameters (``jittered_prosody``).
+    sample_rate : int
+        Sampling rate of the file.
+
+    Returns
+    -------
+    numpy.ndarray
+        The samples written.
+    """
+    import soundfile
+    import torch
+    import torchaudio
+
+    audio = speaker.synthesize(text, voice=voice, seed=seed, **prosody)
+    audio = torchaudio.functional.resample(
+        torch.from_numpy(audio), speaker.sample_rate, sample_rate
+    ).numpy()
+    peak = np.abs(audio).max()
+    if peak > 0.99:  # loud voices may clip: keep them in range
+        audio = audio * (0.99 / peak)
+    soundfile.write(path, audio, sample_rate)
+    return audio

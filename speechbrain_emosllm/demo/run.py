@@ -6,8 +6,11 @@
 3. P1 -> P2 -> P3 and the test of every inference mode, each run by the
    MSP-Podcast recipe's own ``train.py`` and phase YAMLs with overrides
    (the frozen Whisper frames are cached in P1 and reused by all phases);
-4. results: a table, ``demo_results.json``, confusion matrices and
-   training curves in the output folder.
+4. results: a table (voice-only column first), ``demo_results.json``,
+   confusion matrices and training curves in the output folder.
+
+``--cue_conflict`` then tests the finished demo on clips whose words and
+voice disagree (``speechbrain_emosllm.demo.cue_conflict``).
 
 Re-running skips what is done (assets, corpus, cached features, finished
 phases).
@@ -420,18 +423,19 @@ def mode_results(output, corpus):
 
 def print_table(results, timings, peak):
     """The results table of the terminal."""
+    # Voice only first: with emotion words, the answer may read the words.
     print(
-        f"\n{'mode':<17}{'acc':>7}{'macro-F1':>10}{'F1 w/ words':>13}"
-        f"{'F1 w/o words':>14}{'WER %':>8}"
+        f"\n{'mode':<17}{'F1 w/o words':>13}{'acc':>7}{'macro-F1':>10}"
+        f"{'F1 w/ words':>13}{'WER %':>8}"
     )
     for mode in EMOTION_MODES:
         entry = results[mode]
         wer = entry.get("WER")
         print(
-            f"{mode:<17}{entry['all']['accuracy']:>7.3f}"
+            f"{mode:<17}{entry['without_emotion_words']['macro_f1']:>13.3f}"
+            f"{entry['all']['accuracy']:>7.3f}"
             f"{entry['all']['macro_f1']:>10.3f}"
             f"{entry['with_emotion_words']['macro_f1']:>13.3f}"
-            f"{entry['without_emotion_words']['macro_f1']:>14.3f}"
             f"{'' if wer is None else f'{wer:.1f}':>8}"
         )
     print(
@@ -483,7 +487,16 @@ def main(argv=None):
         help="with --folds: out-of-fold token posteriors for the training "
         "clips and token dropout; writes ravdess_folds_stacked.json",
     )
+    parser.add_argument(
+        "--cue_conflict",
+        action="store_true",
+        help="on the finished eSpeak demo in --output: clips whose words "
+        "and voice disagree, swapped transcripts, voice-only scores; "
+        "writes <output>/cue_conflict.json",
+    )
     args = parser.parse_args(argv)
+    if args.cue_conflict:
+        return cue_conflict_stage(parser, args)
     if args.corpus == "ravdess" and not args.ravdess_folder:
         parser.error("--corpus ravdess needs --ravdess_folder")
     if args.folds:
@@ -564,6 +577,30 @@ def main(argv=None):
     ) as f:
         json.dump(report, f, indent=2)
     print(f"\nResults: {os.path.join(output, 'demo_results.json')}")
+    return report
+
+
+def cue_conflict_stage(parser, args):
+    """``--cue_conflict``: the test on a finished demo (nothing retrained)."""
+    from speechbrain_emosllm.demo.cue_conflict import (
+        RESULTS,
+        print_cue_conflict,
+        run_cue_conflict,
+    )
+
+    if args.corpus != "espeak" or args.folds:
+        parser.error("--cue_conflict runs on the eSpeak demo only")
+    output = os.path.abspath(args.output)
+    start = time.time()
+    try:
+        report = run_cue_conflict(output)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    print_cue_conflict(report)
+    print(
+        f"\n{time.time() - start:.0f} s; results: "
+        f"{os.path.join(output, RESULTS)}"
+    )
     return report
 
 
