@@ -36,12 +36,18 @@ from speechbrain_emosllm.label_anchor import LabelAnchor, label_embeddings
 from speechbrain_emosllm.labels import LABELS_FILE
 from speechbrain_emosllm.modes import MODES, TRANSCRIBING_MODES
 from speechbrain_emosllm.prompts import PromptBuilder
+from speechbrain_emosllm.stacking import (
+    POSTERIORS_FILE,
+    attach_posteriors,
+    check_stacking,
+    read_posteriors,
+    speaker_groups,
+)
 from speechbrain_emosllm.utterance_token import PosteriorToken
 from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
 
 logger = get_logger(__name__)
 TOKEN_FIT_FILE = "utterance_token_fit.json"
-POSTERIORS_FILE = "out_of_fold_posteriors.json"
 
 SELECTION_METRICS = ("loss", "WER", "macro_f1")
 
@@ -363,126 +369,6 @@ def fit_token(hparams, datasets, labels, class_embeddings):
                 json.dump(posteriors, f)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # the file exists for every process
-
-
-def check_stacking(hparams):
-    """Whether the phase stacks (``out_of_fold_token``); checks it can.
-
-    Arguments
-    ---------
-    hparams : dict
-        Phase hyperparameters.
-
-    Returns
-    -------
-    bool
-
-    Example
-    -------
-    >>> check_stacking({"out_of_fold_token": False})
-    False
-    >>> from types import SimpleNamespace
-    >>> check_stacking({"out_of_fold_token": True,
-    ...                 "qpmapper": SimpleNamespace(utterance_token=None)})
-    Traceback (most recent call last):
-    ...
-    ValueError: out_of_fold_token: True needs a PosteriorToken utterance_token
-    """
-    if not hparams.get("out_of_fold_token"):
-        return False
-    if not isinstance(hparams["qpmapper"].utterance_token, PosteriorToken):
-        raise ValueError(
-            "out_of_fold_token: True needs a PosteriorToken utterance_token"
-        )
-    return True
-
-
-def speaker_groups(data, manifest):
-    """Clip id -> speaker (``spk_id``) of the training clips.
-
-    Arguments
-    ---------
-    data : DynamicItemDataset
-        The training set.
-    manifest : str
-        Its manifest (named in the error).
-
-    Returns
-    -------
-    dict
-
-    Example
-    -------
-    >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> speaker_groups(DynamicItemDataset({"u1": {"spk_id": "03"}}), "t.json")
-    {'u1': '03'}
-    >>> speaker_groups(DynamicItemDataset({"u1": {}}), "t.json")
-    Traceback (most recent call last):
-    ...
-    ValueError: out_of_fold_token groups the training clips by speaker: \
-t.json has no spk_id field
-    """
-    try:
-        with data.output_keys_as(["id", "spk_id"]):
-            return {item["id"]: item["spk_id"] for item in data}
-    except KeyError:
-        raise ValueError(
-            "out_of_fold_token groups the training clips by speaker: "
-            f"{manifest} has no spk_id field"
-        ) from None
-
-
-def read_posteriors(hparams):
-    """The out-of-fold posteriors written when the token was fitted.
-
-    Arguments
-    ---------
-    hparams : dict
-        Phase hyperparameters (``output_folder``).
-
-    Returns
-    -------
-    dict
-        Clip id -> list of floats.
-    """
-    path = os.path.join(hparams["output_folder"], POSTERIORS_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} is missing: out_of_fold_token was set on a phase whose "
-            "token was fitted without it; start the phase afresh."
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def attach_posteriors(data, posteriors):
-    """Adds each training clip's ``token_posterior`` to its batches.
-
-    Arguments
-    ---------
-    data : DynamicItemDataset
-        The training set.
-    posteriors : dict
-        Clip id -> list of floats (``read_posteriors``).
-
-    Example
-    -------
-    >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> data = DynamicItemDataset({"u1": {}})
-    >>> data.set_output_keys(["id"])
-    >>> attach_posteriors(data, {"u1": [0.25, 0.75]})
-    >>> data[0]["token_posterior"]
-    tensor([0.2500, 0.7500])
-    """
-
-    @sb.utils.data_pipeline.takes("id")
-    @sb.utils.data_pipeline.provides("token_posterior")
-    def posterior_pipeline(utt_id):
-        return torch.tensor(posteriors[utt_id])
-
-    data.add_dynamic_item(posterior_pipeline)
-    keys = list(data.pipeline.output_mapping)
-    data.set_output_keys([*keys, "token_posterior"])
 
 
 def leave_process_group():

@@ -21,8 +21,8 @@ from speechbrain_emosllm.linear_probe import (
     PENALTIES,
     pooled_split,
     select_on_valid,
-    train_probe,
 )
+from speechbrain_emosllm.stacking import out_of_fold_posteriors
 from speechbrain_emosllm.utterance_token import PosteriorToken
 
 
@@ -189,58 +189,6 @@ def write_token_probe(mapper, fit, class_embeddings):
     token.head.classifier.load_state_dict(probe.linear.state_dict())
     dual = class_dual_basis(class_embeddings.to(probe.mean.device))
     token.head.readout.weight.copy_(dual)
-
-
-def out_of_fold_posteriors(x, y, groups, n_classes, l2, seed=0):
-    """Each clip's posterior from a probe fitted without the clip's group.
-
-    Stacking: the token fitted on every training clip is over-confident on
-    those clips (copying it is always right there), so the training clips
-    get the posteriors of probes that did not see their speaker, with the
-    token's L2 penalty and layer weighting (chosen on the valid clips).
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        (utterances, 1, width) pooled frames of the token's layer mix.
-    y : torch.Tensor
-        (utterances,) class indices.
-    groups : list of str
-        Each clip's group (its speaker); at least two groups.
-    n_classes : int
-        Number of classes.
-    l2 : float
-        The probes' L2 penalty.
-    seed : int
-        Seed of each probe's initialisation.
-
-    Returns
-    -------
-    torch.Tensor
-        (utterances, n_classes).
-
-    Example
-    -------
-    >>> _ = torch.manual_seed(0)
-    >>> y = torch.arange(40) % 2; x = torch.randn(40, 1, 3)
-    >>> x[:, 0, 0] += 4 * y
-    >>> p = out_of_fold_posteriors(x, y, ["a"] * 20 + ["b"] * 20, 2, 1e-3)
-    >>> p.shape, (p.argmax(-1) == y).float().mean().item() > 0.9
-    (torch.Size([40, 2]), True)
-    """
-    names = sorted(set(groups))
-    if len(names) < 2:
-        raise ValueError(
-            f"out_of_fold_token needs two or more speakers, not {names}"
-        )
-    posteriors = torch.empty(len(y), n_classes)
-    for name in names:
-        held = torch.tensor([group == name for group in groups])
-        torch.manual_seed(seed)
-        probe = train_probe(x[~held], y[~held], n_classes, False, l2)
-        with torch.no_grad():
-            posteriors[held] = probe(x[held]).softmax(-1)
-    return posteriors
 
 
 def fit_utterance_token(

@@ -214,7 +214,7 @@ def test_out_of_fold_posteriors_never_see_their_speaker():
     """Each group's posteriors come from a probe fitted on the others: a
     group whose labels contradict the rest is predicted wrong, where an
     in-fold probe would have learned it."""
-    from speechbrain_emosllm.utterance_token_fit import out_of_fold_posteriors
+    from speechbrain_emosllm.stacking import out_of_fold_posteriors
 
     torch.manual_seed(0)
     y = torch.arange(70) % 2
