@@ -343,6 +343,7 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
     assert report["summary"]["ser_only"]["folds"] == 2
     assert report["summary"]["joint_generated"]["folds"] == 1
     assert report["summary"]["no_phase_training"]["folds"] == 2
+    assert "ser_only_minus_weighted_layers_probe" in report["bootstrap"]
     boot = report["bootstrap"]["ser_only_minus_linear_probe"]
     low, high = boot["ci95"]
     assert boot["draws"] == 1000 and low <= high

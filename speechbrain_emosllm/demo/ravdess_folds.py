@@ -9,9 +9,9 @@ fold only; ``ser_only`` and the probes on every fold. Writes
 ``<output>/ravdess_folds.json``: per fold the scores of every mode, probe
 and ablation (``speechbrain_emosllm.ablations``) and how often
 ``ser_only`` agrees with the utterance token's own decision, then the
-mean over folds and a paired bootstrap of ``ser_only`` minus the linear
-probe. ``--stacked_token`` trains with out-of-fold token posteriors and
-token dropout (``STACKED``) in ``<fold>_stacked`` folders and writes
+mean over folds and a paired bootstrap of ``ser_only`` minus each probe.
+``--stacked_token`` trains with out-of-fold token posteriors and token
+dropout (``STACKED``) in ``<fold>_stacked`` folders and writes
 ``ravdess_folds_stacked.json``.
 
 Authors
@@ -199,9 +199,10 @@ def run_folds(common, args, output, quick):
         "folds": entries,
         "summary": summarise(entries),
         "bootstrap": {
-            "ser_only_minus_linear_probe": paired_bootstrap(
-                answers, "ser_only", "linear_probe", classes
+            f"ser_only_minus_{probe}": paired_bootstrap(
+                answers, "ser_only", probe, classes
             )
+            for probe in PROBES
         },
         "seconds": round(time.time() - start, 1),
     }
@@ -222,12 +223,13 @@ def print_folds_table(report):
             f"{row['macro_f1_mean']:>10.3f}"
             f"{'' if sd is None else f'{sd:.3f}':>7}{row['folds']:>6}"
         )
-    boot = report["bootstrap"]["ser_only_minus_linear_probe"]
-    print(
-        f"ser_only - linear_probe macro-F1: {boot['mean']:+.3f} "
-        f"(95% CI {boot['ci95'][0]:+.3f} .. {boot['ci95'][1]:+.3f}, "
-        f"{boot['draws']} paired draws)"
-    )
+    for probe in PROBES:
+        boot = report["bootstrap"][f"ser_only_minus_{probe}"]
+        print(
+            f"ser_only - {probe} macro-F1: {boot['mean']:+.3f} "
+            f"(95% CI {boot['ci95'][0]:+.3f} .. {boot['ci95'][1]:+.3f}, "
+            f"{boot['draws']} paired draws)"
+        )
 
 
 def check_folds(spec, folder):
