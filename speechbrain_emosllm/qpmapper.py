@@ -238,15 +238,13 @@ class QPMapper(nn.Module):
         if lengths is not None:
             valid = torch.round(lengths * time).clamp(min=1)
             frame_mask = length_to_mask(valid, max_len=time, device=x.device)
-        if token_posterior is not None:
-            if not getattr(self.utterance_token, "n_classes", None):
-                raise ValueError("token_posterior needs a PosteriorToken")
+        if self.utterance_token is not None:
             summary, token = self.utterance_token(
                 x, frame_mask, token_posterior
             )
-        elif self.utterance_token is not None:
-            summary, token = self.utterance_token(x, frame_mask)
             queries = queries + summary.unsqueeze(1)
+        elif token_posterior is not None:
+            raise ValueError("token_posterior needs a PosteriorToken")
         sequence = torch.cat([frames, queries.to(frames.dtype)], dim=1)
 
         padding_mask = None

@@ -110,7 +110,7 @@ class UtteranceToken(nn.Module):
             mean_frame, norm.running_mean, norm.running_var, eps=norm.eps
         )
 
-    def forward(self, frames, mask):
+    def forward(self, frames, mask, posterior=None):
         """The summary and the token of each clip.
 
         Arguments
@@ -119,6 +119,9 @@ class UtteranceToken(nn.Module):
             (batch, time, input_size).
         mask : torch.Tensor
             (batch, time), 1 for valid frames.
+        posterior : torch.Tensor, optional
+            (batch, n_classes) posteriors to lay out instead of the head's
+            (a ``PosteriorToken``'s training clips, ``stacking``).
 
         Returns
         -------
@@ -126,7 +129,13 @@ class UtteranceToken(nn.Module):
             (batch, query_size) summary, (batch, output_size) token.
         """
         standardised = self.standardise(masked_mean(frames, mask))
-        return self.summary(standardised), self.head(standardised)
+        return self.summary(standardised), self.token(standardised, posterior)
+
+    def token(self, standardised, posterior=None):
+        """The token of standardised mean frames (batch, input_size)."""
+        if posterior is not None:
+            raise ValueError("token_posterior needs a PosteriorToken")
+        return self.head(standardised)
 
 
 class ClassPosterior(nn.Module):
@@ -232,25 +241,12 @@ class PosteriorToken(UtteranceToken):
         """A frozen ``ClassPosterior`` over the label set's classes."""
         return ClassPosterior(input_size, self.n_classes, output_size)
 
-    def forward(self, frames, mask, posterior=None):
-        """The summary and the token of each clip.
+    def token(self, standardised, posterior=None):
+        """The head's posterior (or ``posterior``) along the class names.
 
-        Arguments
-        ---------
-        frames : torch.Tensor
-            (batch, time, input_size).
-        mask : torch.Tensor
-            (batch, time), 1 for valid frames.
-        posterior : torch.Tensor, optional
-            (batch, n_classes) posteriors to lay out instead of the head's
-            (training clips' out-of-fold posteriors).
-
-        Returns
-        -------
-        (torch.Tensor, torch.Tensor)
-            (batch, query_size) summary, (batch, output_size) token.
+        In training, ``dropout`` replaces a clip's posterior by the uniform
+        one.
         """
-        standardised = self.standardise(masked_mean(frames, mask))
         if posterior is None:
             posterior = self.head.posterior(standardised)
         posterior = posterior.float()
@@ -260,5 +256,4 @@ class PosteriorToken(UtteranceToken):
             posterior = torch.where(
                 (dropped < self.dropout)[:, None], uniform, posterior
             )
-        token = self.head.readout(posterior.to(standardised.dtype))
-        return self.summary(standardised), token
+        return self.head.readout(posterior.to(standardised.dtype))

@@ -202,6 +202,17 @@ def test_a_stacked_brain_trains_on_out_of_fold_posteriors_only():
     model.eval()
     token = brain.compute_forward(batch, sb.Stage.VALID)[:, 0]
     assert not torch.allclose(token, expected, atol=1e-2)
+    # Given the head's own posteriors, every output is the plain one's:
+    # only the token's posterior is replaced (the queries still get the
+    # utterance summary).
+    own = model.utterance_token.head.posterior(
+        model.utterance_token.standardise(
+            torch.einsum(
+                "bld,l->bd", pooled(frames), model.layer_sum.layer_weights()
+            )
+        )
+    )
+    assert torch.allclose(model(frames, None, own), model(frames), atol=1e-5)
     model.train()
     model.utterance_token.dropout = 1.0
     token = brain.compute_forward(batch, sb.Stage.TRAIN)[:, 0]
