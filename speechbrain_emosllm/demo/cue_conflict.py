@@ -158,38 +158,44 @@ def swapped_transcripts(labels, seed=1):
     return texts, classes
 
 
-def answer(model, paths, mode, transcripts=None, batch_size=8):
-    """The model's label for each file, in batches."""
+BATCH_SIZE = 8
+
+
+def load_batches(model, paths):
+    """The files as padded (wavs, relative lengths) batches, read once."""
     from speechbrain.dataio.batch import PaddedBatch
 
-    labels = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
+    batches = []
+    for start in range(0, len(paths), BATCH_SIZE):
+        chunk = paths[start : start + BATCH_SIZE]
         batch = PaddedBatch([{"sig": model.load_audio(p)} for p in chunk])
+        batches.append(batch.sig)
+    return batches
+
+
+def answer(model, batches, mode, transcripts=None):
+    """The model's label for each clip of ``load_batches``' batches."""
+    labels = []
+    for index, (wavs, lengths) in enumerate(batches):
         given = None
         if transcripts is not None:
-            given = transcripts[start : start + batch_size]
-        wavs, lengths = batch.sig
+            start = index * BATCH_SIZE
+            given = transcripts[start : start + len(wavs)]
         results = model.predict_batch(wavs, lengths, mode, given)
         labels += [r["label"] for r in results]
     return labels
 
 
 @torch.no_grad()
-def pooled(model, paths, batch_size=8):
-    """Probe inputs (``linear_probe.pool_frames``) of each file.
+def pooled(model, batches):
+    """Probe inputs (``linear_probe.pool_frames``) of each clip.
 
     The model's frozen frames, over each clip's valid frames.
     """
-    from speechbrain.dataio.batch import PaddedBatch
-
     from speechbrain_emosllm.linear_probe import pool_frames
 
     out = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        batch = PaddedBatch([{"sig": model.load_audio(p)} for p in chunk])
-        wavs, lengths = batch.sig
+    for wavs, lengths in batches:
         frames = model.mods.encoder(wavs.to(model.device), lengths).float()
         valid = torch.round(lengths * frames.shape[1]).clamp(min=1).long()
         out += [pool_frames(f[:n].cpu()) for f, n in zip(frames, valid)]
@@ -220,7 +226,7 @@ def voice_only(model, corpus):
     """
     from speechbrain_emosllm.linear_probe import PENALTIES, select_and_test
 
-    splits = {}
+    splits, test_batches = {}, None
     for split in ("train", "valid", "test"):
         manifest = json.load(open(os.path.join(corpus, f"{split}.json")))
         if split == "test":
@@ -229,12 +235,12 @@ def voice_only(model, corpus):
             }
         ids = list(manifest)
         y = torch.tensor([LABELS.index(manifest[u]["emo"]) for u in ids])
-        x = pooled(model, [manifest[u]["wav"] for u in ids])
-        splits[split] = (x, y, ids)
-    test = json.load(open(os.path.join(corpus, "test.json")))
+        batches = load_batches(model, [manifest[u]["wav"] for u in ids])
+        splits[split] = (pooled(model, batches), y, ids)
+        test_batches = batches
     ids = splits["test"][2]
-    targets = [test[u]["emo"] for u in ids]
-    said = answer(model, [test[u]["wav"] for u in ids], "ser_only")
+    targets = [LABELS[i] for i in splits["test"][1]]
+    said = answer(model, test_batches, "ser_only")
     rows = {
         "n": len(ids),
         "ser_only": {"macro_f1": macro_f1(ids, said, targets)},
@@ -252,7 +258,7 @@ def voice_only(model, corpus):
 
 
 def cue_conflict(model, corpus, folder):
-    """Every part of ``cue_conflict.json`` but the timing.
+    """The report that ``run_cue_conflict`` writes.
 
     Arguments
     ---------
@@ -268,7 +274,7 @@ def cue_conflict(model, corpus, folder):
     dict
     """
     items = synthesize_conflicts(os.path.join(folder, "audio"))
-    paths = [item["wav"] for item in items]
+    clips = load_batches(model, [item["wav"] for item in items])
     texts = [item["text"] for item in items]
     voice = [item["voice_class"] for item in items]
     words = [item["words"] for item in items]
@@ -276,12 +282,12 @@ def cue_conflict(model, corpus, folder):
     for mode in EMOTION_MODES:
         given = texts if mode in SWAP_MODES else None
         modes[mode] = follow_shares(
-            answer(model, paths, mode, given), voice, words
+            answer(model, clips, mode, given), voice, words
         )
     test = json.load(open(os.path.join(corpus, "test.json")))
     targets = [entry["emo"] for entry in test.values()]
     swapped, classes = swapped_transcripts(targets)
-    files = [entry["wav"] for entry in test.values()]
+    files = load_batches(model, [entry["wav"] for entry in test.values()])
     swap = {
         mode: follow_shares(
             answer(model, files, mode, swapped), targets, classes
@@ -294,7 +300,7 @@ def cue_conflict(model, corpus, folder):
         "n": len(items),
         "per_pair": PER_PAIR,
         "modes": modes,
-        "transcript_swap": {"n": len(files), **swap},
+        "transcript_swap": {"n": len(targets), **swap},
         "voice_only": voice_only(model, corpus),
     }
 
