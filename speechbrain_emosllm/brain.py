@@ -69,7 +69,7 @@ class EmoSLLM(sb.Brain):
         """Encodes the audio (or reads cached frames) and pools them.
 
         In training, a stacked phase's clips bring their out-of-fold token
-        posteriors (``recipe.attach_posteriors``).
+        posteriors (``stacking.attach_posteriors``).
         """
         batch = batch.to(self.device)
         if self.hparams.feature_cache:

@@ -263,14 +263,15 @@ def run_phase(argv, prepare_data, class_names):
         )
     fresh = hparams["checkpointer"].find_checkpoint() is None
     stacked = check_stacking(hparams)
+    posteriors = None
     if fresh:
         # A fresh phase; a resumed one recovers its own checkpoint in fit.
         warm_start(hparams)
         if isinstance(mapper.utterance_token, PosteriorToken):
             datasets = {"train": train_data, "valid": valid_data}
-            fit_token(hparams, datasets, labels, class_embeddings)
-    if stacked:
-        attach_posteriors(train_data, read_posteriors(hparams))
+            posteriors = fit_token(hparams, datasets, labels, class_embeddings)
+    if stacked:  # a resumed phase reads what its fit wrote
+        attach_posteriors(train_data, posteriors or read_posteriors(hparams))
     options = loader_options(hparams, train_data)
     ablations = hparams.get("test_ablations") or []
     run_untrained_ablation(brain, ablations, test_sets, options["test"], fresh)
@@ -340,6 +341,12 @@ def fit_token(hparams, datasets, labels, class_embeddings):
         Class names.
     class_embeddings : torch.Tensor
         (n_classes, hidden) class-name embeddings.
+
+    Returns
+    -------
+    dict or None
+        With ``out_of_fold_token``, the training clips' out-of-fold
+        posteriors (also written to ``POSTERIORS_FILE``).
     """
     if not hparams["feature_cache"]:
         raise ValueError(
@@ -367,8 +374,7 @@ def fit_token(hparams, datasets, labels, class_embeddings):
             path = os.path.join(hparams["output_folder"], POSTERIORS_FILE)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(posteriors, f)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # the file exists for every process
+    return posteriors
 
 
 def leave_process_group():
