@@ -89,7 +89,17 @@ class EmoSLLM(sb.Brain):
         return self.modules.qpmapper(frames.float(), lengths, posterior)
 
     def compute_objectives(self, audio_embeddings, batch, stage):
-        """Answer loss (weighted spans) and, in evaluation, every mode."""
+        """Answer loss (weighted spans) and, in evaluation, every mode.
+
+        A test scores the modes only: its teacher-forced loss would cost a
+        pass of the LLM as long as a mode's, and no report reads it (the
+        returned loss is NaN and left out of the test statistics).
+        """
+        if stage == sb.Stage.TEST:
+            self.evaluate_modes(audio_embeddings, batch)
+            if self.label_anchor is not None:
+                self.evaluate_anchor(audio_embeddings, batch)
+            return torch.tensor(float("nan"))
         input_ids, relative = batch.input_ids
         span_ids, _ = batch.span_ids
         if stage == sb.Stage.TRAIN:
@@ -219,7 +229,7 @@ class EmoSLLM(sb.Brain):
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, anneals the learning rate, checkpoints, writes reports."""
-        stats = {"loss": stage_loss}
+        stats = {} if stage == sb.Stage.TEST else {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return

@@ -332,6 +332,7 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
             "utterance_token",
         }
         assert 0.0 <= fold["agreement_with_token"] <= 1.0
+        assert fold["seconds"]["probes"] > 0 and fold["seconds"]["phase"] > 0
         assert set(fold["ablations"]) == {
             "token_masked",
             "queries_masked",

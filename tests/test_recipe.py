@@ -70,6 +70,9 @@ def test_training_log_and_test_reports(curriculum):
         assert os.path.getsize(os.path.join(folder, f"{mode}.png")) > 0
         assert summary[f"{mode}_acc"] == pytest.approx(report["accuracy"])
     assert "joint_generated_WER" in summary
+    # A test scores the modes only: no teacher-forced (NaN) loss.
+    assert "loss" not in summary
+    assert "nan" not in json.dumps(summary).lower()
     assert os.path.isfile(os.path.join(folder, "joint_generated_wer.txt"))
     p1_summary = os.path.join(output, "p1_asr", "test_test1", "summary.json")
     assert "asr_WER" in json.load(open(p1_summary))

@@ -187,10 +187,16 @@ def run_folds(common, args, output, quick):
             phase["test_modes"] = "[ser_only]"
         print(f"\n== fold {name}: test {test}, valid {valid}")
         overrides = ravdess_overrides(common, phase, fold_args, output, folder)
+        began = time.time()
         run_script("linear_probe.py", overrides, env)
+        probed = time.time()
         run_script("train.py", overrides, env)
         answers.append(read_fold(folder))
         entries.append(fold_report(name, test, valid, answers[-1], classes))
+        entries[-1]["seconds"] = {
+            "probes": round(probed - began, 1),
+            "phase": round(time.time() - probed, 1),
+        }
     report = {
         "protocol": args.folds,
         "label_set": args.label_set,

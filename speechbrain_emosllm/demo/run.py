@@ -207,6 +207,33 @@ def model_options(config, assets):
     return options
 
 
+def with_llm_dtype(config, args):
+    """``config`` with the LLM dtype that ``--llm_dtype`` resolves to.
+
+    float32 is the recipe's default and adds no override (phases that an
+    earlier demo trained in float32 stay reusable).
+
+    Example
+    -------
+    >>> from argparse import Namespace
+    >>> args = Namespace(llm_dtype="bfloat16", quick=False)
+    >>> with_llm_dtype(QUICK, args)["common"]["llm_dtype"]
+    'bfloat16'
+    >>> "llm_dtype" in with_llm_dtype(QUICK, Namespace(llm_dtype="auto",
+    ...                                                quick=True))["common"]
+    False
+    """
+    from speechbrain_emosllm.llm_loading import native_bfloat16
+
+    dtype = args.llm_dtype
+    if dtype == "auto":
+        fast = not args.quick and native_bfloat16()
+        dtype = "bfloat16" if fast else "float32"
+    if dtype == "float32":
+        return config
+    return {**config, "common": {**config["common"], "llm_dtype": dtype}}
+
+
 def phase_overrides(config, assets, corpus, output, phase):
     """Command-line overrides running the recipe on the demo corpus."""
     options = model_options(config, assets)
@@ -494,6 +521,14 @@ def main(argv=None):
         "and voice disagree, swapped transcripts, voice-only scores; "
         "writes <output>/cue_conflict.json",
     )
+    parser.add_argument(
+        "--llm_dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="the frozen LLM's weights; auto: bfloat16 where the machine "
+        "multiplies it in hardware (AVX512-BF16, AMX, a GPU), float32 "
+        "elsewhere and with --quick",
+    )
     args = parser.parse_args(argv)
     if args.cue_conflict:
         return cue_conflict_stage(parser, args)
@@ -510,7 +545,7 @@ def main(argv=None):
             parser.error(str(error))
     if args.stacked_token and not args.folds:
         parser.error("--stacked_token needs --folds")
-    config = QUICK if args.quick else FULL
+    config = with_llm_dtype(QUICK if args.quick else FULL, args)
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     timings = {}
@@ -566,6 +601,7 @@ def main(argv=None):
     print_table(results, timings, peak)
     report = {
         "variant": "quick" if args.quick else "full",
+        "llm_dtype": config["common"].get("llm_dtype", "float32"),
         "modes": results,
         "wall_time_s": timings,
         "peak_memory_gb": peak,
@@ -631,6 +667,7 @@ def ravdess_stage(args, config, assets, output, timings):
     timings["ravdess"] = time.time() - start
     report["seconds"] = sum(timings.values())
     report["wall_time_s"] = timings
+    report["llm_dtype"] = config["common"].get("llm_dtype", "float32")
     report["peak_gb"] = peak_memory_gb()
     path = os.path.join(output, name)
     with open(path, "w", encoding="utf-8") as f:
