@@ -95,10 +95,11 @@ class EmoSLLM(sb.Brain):
         pass of the LLM as long as a mode's, and no report reads it (the
         returned loss is NaN and left out of the test statistics).
         """
-        if stage == sb.Stage.TEST:
+        if stage != sb.Stage.TRAIN:
             self.evaluate_modes(audio_embeddings, batch)
             if self.label_anchor is not None:
                 self.evaluate_anchor(audio_embeddings, batch)
+        if stage == sb.Stage.TEST:
             return torch.tensor(float("nan"))
         input_ids, relative = batch.input_ids
         span_ids, _ = batch.span_ids
@@ -127,10 +128,6 @@ class EmoSLLM(sb.Brain):
             emotion_weights,
             sync_token_count=stage == sb.Stage.TRAIN,
         )
-        if stage != sb.Stage.TRAIN:
-            self.evaluate_modes(audio_embeddings, batch)
-            if self.label_anchor is not None:
-                self.evaluate_anchor(audio_embeddings, batch)
         weight = self.hparams.label_anchor_weight
         if self.label_anchor is None or weight == 0:
             return out["loss"]

@@ -207,31 +207,23 @@ def model_options(config, assets):
     return options
 
 
-def with_llm_dtype(config, args):
-    """``config`` with the LLM dtype that ``--llm_dtype`` resolves to.
-
-    float32 is the recipe's default and adds no override (phases that an
-    earlier demo trained in float32 stay reusable).
+def resolve_llm_dtype(args):
+    """The LLM dtype that ``--llm_dtype`` asks for on this machine.
 
     Example
     -------
     >>> from argparse import Namespace
-    >>> args = Namespace(llm_dtype="bfloat16", quick=False)
-    >>> with_llm_dtype(QUICK, args)["common"]["llm_dtype"]
+    >>> resolve_llm_dtype(Namespace(llm_dtype="bfloat16", quick=False))
     'bfloat16'
-    >>> "llm_dtype" in with_llm_dtype(QUICK, Namespace(llm_dtype="auto",
-    ...                                                quick=True))["common"]
-    False
+    >>> resolve_llm_dtype(Namespace(llm_dtype="auto", quick=True))
+    'float32'
     """
     from speechbrain_emosllm.llm_loading import native_bfloat16
 
-    dtype = args.llm_dtype
-    if dtype == "auto":
-        fast = not args.quick and native_bfloat16()
-        dtype = "bfloat16" if fast else "float32"
-    if dtype == "float32":
-        return config
-    return {**config, "common": {**config["common"], "llm_dtype": dtype}}
+    if args.llm_dtype != "auto":
+        return args.llm_dtype
+    fast = not args.quick and native_bfloat16()
+    return "bfloat16" if fast else "float32"
 
 
 def phase_overrides(config, assets, corpus, output, phase):
@@ -545,7 +537,12 @@ def main(argv=None):
             parser.error(str(error))
     if args.stacked_token and not args.folds:
         parser.error("--stacked_token needs --folds")
-    config = with_llm_dtype(QUICK if args.quick else FULL, args)
+    config = QUICK if args.quick else FULL
+    args.llm_dtype = resolve_llm_dtype(args)
+    if args.llm_dtype != "float32":  # the recipe's default: no override,
+        # so phases an earlier demo trained in float32 stay reusable
+        common = {**config["common"], "llm_dtype": args.llm_dtype}
+        config = {**config, "common": common}
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     timings = {}
@@ -601,7 +598,7 @@ def main(argv=None):
     print_table(results, timings, peak)
     report = {
         "variant": "quick" if args.quick else "full",
-        "llm_dtype": config["common"].get("llm_dtype", "float32"),
+        "llm_dtype": args.llm_dtype,
         "modes": results,
         "wall_time_s": timings,
         "peak_memory_gb": peak,
@@ -667,7 +664,7 @@ def ravdess_stage(args, config, assets, output, timings):
     timings["ravdess"] = time.time() - start
     report["seconds"] = sum(timings.values())
     report["wall_time_s"] = timings
-    report["llm_dtype"] = config["common"].get("llm_dtype", "float32")
+    report["llm_dtype"] = args.llm_dtype
     report["peak_gb"] = peak_memory_gb()
     path = os.path.join(output, name)
     with open(path, "w", encoding="utf-8") as f:
