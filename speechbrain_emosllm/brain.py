@@ -11,6 +11,7 @@ Authors
 import json
 import os
 import random
+import time
 from collections import Counter
 
 import speechbrain as sb
@@ -64,6 +65,8 @@ class EmoSLLM(sb.Brain):
         self.class_weights = class_weights
         self.test_name = None
         self.test_modes = None
+        # Seconds of every stage in order (phase_seconds.json).
+        self.stage_seconds = []
 
     def compute_forward(self, batch, stage):
         """Encodes the audio (or reads cached frames) and pools them.
@@ -162,6 +165,7 @@ class EmoSLLM(sb.Brain):
         """Runs every evaluation mode on a batch and updates the metrics."""
         rng = random.Random(0) if self.hparams.shuffle_eval_prompts else None
         for mode in self.eval_modes:
+            began = time.perf_counter()
             out = self.decoder.run_mode(
                 audio_embeddings.detach(),
                 mode,
@@ -179,6 +183,7 @@ class EmoSLLM(sb.Brain):
                 self.emotion[mode].append(
                     batch.id, out["labels"], batch.emo, out.get("free_form")
                 )
+            self.mode_seconds[mode] += time.perf_counter() - began
 
     def evaluate_anchor(self, audio_embeddings, batch):
         """Scores the label anchor's own decisions (no LLM).
@@ -194,7 +199,8 @@ class EmoSLLM(sb.Brain):
         )
 
     def on_stage_start(self, stage, epoch=None):
-        """Resets the evaluation metrics."""
+        """Resets the evaluation metrics and the stage's clock."""
+        self.stage_began = time.perf_counter()
         if stage == sb.Stage.TRAIN:
             return
         self.eval_modes = (
@@ -205,6 +211,7 @@ class EmoSLLM(sb.Brain):
         self.emotion = {m: EmotionMetrics(self.labels) for m in self.eval_modes}
         self.wer = {m: self.hparams.wer_computer() for m in self.eval_modes}
         self.anchor_metrics = EmotionMetrics(self.labels)
+        self.mode_seconds = dict.fromkeys(self.eval_modes, 0.0)
 
     def summarize_modes(self):
         """Flat statistics of every evaluated mode."""
@@ -218,6 +225,7 @@ class EmoSLLM(sb.Brain):
                     stats[f"{mode}_invalid"] = summary["invalid_rate"]
             if mode in TRANSCRIBING_MODES:
                 stats[f"{mode}_WER"] = self.wer[mode].summarize("error_rate")
+            stats[f"{mode}_seconds"] = round(self.mode_seconds[mode], 1)
         anchor = self.anchor_metrics.summarize()
         if anchor["count"]:
             stats["utterance_token_acc"] = anchor["accuracy"]
@@ -227,10 +235,12 @@ class EmoSLLM(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs, anneals the learning rate, checkpoints, writes reports."""
         stats = {} if stage == sb.Stage.TEST else {"loss": stage_loss}
+        if stage != sb.Stage.TRAIN:
+            stats.update(self.summarize_modes())
+        stats["seconds"] = self.record_stage_seconds(stage, epoch)
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        stats.update(self.summarize_modes())
         if stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
@@ -257,6 +267,21 @@ class EmoSLLM(sb.Brain):
             )
             if if_main_process():
                 self.write_test_reports(stats)
+
+    def record_stage_seconds(self, stage, epoch):
+        """Appends the stage's seconds to ``stage_seconds``; returns them."""
+        seconds = round(time.perf_counter() - self.stage_began, 1)
+        entry = {"stage": stage.name.lower(), "seconds": seconds}
+        if stage == sb.Stage.TEST:
+            entry["test_set"] = self.test_name
+        else:
+            entry["epoch"] = epoch
+        if stage != sb.Stage.TRAIN:
+            entry["modes"] = {
+                m: round(s, 1) for m, s in self.mode_seconds.items()
+            }
+        self.stage_seconds.append(entry)
+        return seconds
 
     def selection_error(self, stats):
         """Lower-is-better number the best checkpoint is chosen on."""

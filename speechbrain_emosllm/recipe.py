@@ -43,6 +43,11 @@ from speechbrain_emosllm.stacking import (
     read_posteriors,
     speaker_groups,
 )
+from speechbrain_emosllm.stopwatch import (
+    PHASE_SECONDS_FILE,
+    Stopwatch,
+    write_phase_seconds,
+)
 from speechbrain_emosllm.utterance_token import PosteriorToken
 from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
 
@@ -228,6 +233,83 @@ def run_phase(argv, prepare_data, class_names):
     if hparams["feature_cache"]:
         hparams["feature_folder"] = feature_folder(hparams)
     train_data, valid_data, test_sets = dataio_prepare(hparams, builder)
+    brain, class_embeddings = make_brain(
+        hparams, run_opts, labels, builder, train_data
+    )
+    watch = Stopwatch()
+    if hparams["feature_cache"]:
+        # The encoder is frozen in every phase: encode each clip once.
+        with watch("encoding"):
+            cache_features(
+                brain.modules.encoder,
+                brain.device,
+                hparams,
+                [train_data, valid_data, *test_sets.values()],
+            )
+    fresh = hparams["checkpointer"].find_checkpoint() is None
+    stacked = check_stacking(hparams)
+    posteriors = None
+    if fresh:
+        # A fresh phase; a resumed one recovers its own checkpoint in fit.
+        warm_start(hparams)
+        if isinstance(mapper.utterance_token, PosteriorToken):
+            datasets = {"train": train_data, "valid": valid_data}
+            with watch("token_fit"):
+                posteriors = fit_token(
+                    hparams, datasets, labels, class_embeddings
+                )
+    if stacked:  # a resumed phase reads what its fit wrote
+        attach_posteriors(train_data, posteriors or read_posteriors(hparams))
+    options = loader_options(hparams, train_data)
+    ablations = hparams.get("test_ablations") or []
+    with watch("untrained_ablation"):
+        run_untrained_ablation(
+            brain, ablations, test_sets, options["test"], fresh
+        )
+    with watch("training"):
+        brain.fit(
+            brain.hparams.epoch_counter,
+            train_data,
+            valid_data,
+            train_loader_kwargs=options["train"],
+            valid_loader_kwargs=options["valid"],
+        )
+    with watch("test"):
+        for name, test_data in test_sets.items():
+            brain.test(name, test_data, options["test"])
+    with watch("output_ablations"):
+        run_ablations(brain, ablations, train_data, test_sets, options["test"])
+    if if_main_process():
+        path = os.path.join(hparams["output_folder"], PHASE_SECONDS_FILE)
+        write_phase_seconds(path, watch.rounded(), brain.stage_seconds)
+    leave_process_group()
+    return brain
+
+
+def make_brain(hparams, run_opts, labels, builder, train_data):
+    """The phase's ``EmoSLLM`` brain, with its label anchor.
+
+    Arguments
+    ---------
+    hparams : dict
+        Phase hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options (device, DDP...).
+    labels : list of str
+        Class names.
+    builder : PromptBuilder
+        The phase's prompts.
+    train_data : DynamicItemDataset
+        The training clips (class weights).
+
+    Returns
+    -------
+    EmoSLLM
+        The brain.
+    torch.Tensor
+        (n_classes, hidden) the LLM's embeddings of the class names.
+    """
+    speech_llm, mapper = hparams["speech_llm"], hparams["qpmapper"]
     table = speech_llm.hf_model.get_input_embeddings().weight
     class_embeddings = label_embeddings(table, builder.label_token_ids())
     label_anchor = None
@@ -253,40 +335,7 @@ def run_phase(argv, prepare_data, class_names):
     if mapper.output_norm:
         # Before any checkpoint is loaded: a trained gain replaces it.
         mapper.match_scale(table)
-    if hparams["feature_cache"]:
-        # The encoder is frozen in every phase: encode each clip once.
-        cache_features(
-            brain.modules.encoder,
-            brain.device,
-            hparams,
-            [train_data, valid_data, *test_sets.values()],
-        )
-    fresh = hparams["checkpointer"].find_checkpoint() is None
-    stacked = check_stacking(hparams)
-    posteriors = None
-    if fresh:
-        # A fresh phase; a resumed one recovers its own checkpoint in fit.
-        warm_start(hparams)
-        if isinstance(mapper.utterance_token, PosteriorToken):
-            datasets = {"train": train_data, "valid": valid_data}
-            posteriors = fit_token(hparams, datasets, labels, class_embeddings)
-    if stacked:  # a resumed phase reads what its fit wrote
-        attach_posteriors(train_data, posteriors or read_posteriors(hparams))
-    options = loader_options(hparams, train_data)
-    ablations = hparams.get("test_ablations") or []
-    run_untrained_ablation(brain, ablations, test_sets, options["test"], fresh)
-    brain.fit(
-        brain.hparams.epoch_counter,
-        train_data,
-        valid_data,
-        train_loader_kwargs=options["train"],
-        valid_loader_kwargs=options["valid"],
-    )
-    for name, test_data in test_sets.items():
-        brain.test(name, test_data, options["test"])
-    run_ablations(brain, ablations, train_data, test_sets, options["test"])
-    leave_process_group()
-    return brain
+    return brain, class_embeddings
 
 
 def warm_start(hparams):

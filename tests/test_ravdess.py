@@ -332,7 +332,29 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
             "utterance_token",
         }
         assert 0.0 <= fold["agreement_with_token"] <= 1.0
-        assert fold["seconds"]["probes"] > 0 and fold["seconds"]["phase"] > 0
+        spent = fold["seconds"]
+        assert spent["probes"] > 0 and spent["phase"] > 0
+        # Where the phase's time went: its steps, each epoch, each test.
+        assert list(spent["steps"]) == [
+            "encoding",
+            "token_fit",
+            "untrained_ablation",
+            "training",
+            "test",
+            "output_ablations",
+        ]
+        assert sum(spent["steps"].values()) < spent["phase"]
+        stages = [(s["stage"], s.get("test_set")) for s in spent["stages"]]
+        assert stages == [
+            ("test", "test_no_phase_training"),
+            ("train", None),
+            ("valid", None),
+            ("test", "test"),
+            ("test", "test_token_masked"),
+            ("test", "test_queries_masked"),
+        ]
+        tested = spent["stages"][3]["modes"]
+        assert set(tested) == set(fold["modes"]) and min(tested.values()) > 0
         assert set(fold["ablations"]) == {
             "token_masked",
             "queries_masked",

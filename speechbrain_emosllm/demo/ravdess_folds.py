@@ -29,6 +29,7 @@ from speechbrain_emosllm.demo.ravdess import (
     FULL,
     PROBES,
     QUICK,
+    STACKED_EPOCHS,
     ravdess_overrides,
     recipe_env,
     run_script,
@@ -43,6 +44,7 @@ from speechbrain_emosllm.folds import (
 )
 from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.modes import EMOTION_MODES
+from speechbrain_emosllm.stopwatch import PHASE_SECONDS_FILE
 
 # Stacking (``--stacked_token``); the dropout was set before any run, not
 # chosen on a score.
@@ -108,6 +110,20 @@ def read_fold(folder):
         if name in probes:
             predictions[name] = probes[name]["predictions"]
     return {"targets": targets, "predictions": predictions}
+
+
+def phase_seconds(folder):
+    """Where a finished fold's phase spent its time (``phase_seconds.json``).
+
+    Returns
+    -------
+    dict
+        ``steps`` (encoding, token fit, training, tests, ablations) and
+        ``stages`` (each epoch's training and validation, each test with
+        its modes), in seconds.
+    """
+    path = os.path.join(folder, "ser", PHASE_SECONDS_FILE)
+    return json.load(open(path, encoding="utf-8"))
 
 
 def agreement(first, second):
@@ -183,6 +199,8 @@ def run_folds(common, args, output, quick):
             "feature_cache_folder": os.path.join(root, "feature_cache"),
             "test_ablations": f"[{','.join(ABLATIONS)}]",
         }
+        if args.stacked_token and not quick:
+            phase["number_of_epochs"] = STACKED_EPOCHS
         if index:  # constant sentences: the transcript modes once
             phase["test_modes"] = "[ser_only]"
         print(f"\n== fold {name}: test {test}, valid {valid}")
@@ -196,6 +214,7 @@ def run_folds(common, args, output, quick):
         entries[-1]["seconds"] = {
             "probes": round(probed - began, 1),
             "phase": round(time.time() - probed, 1),
+            **phase_seconds(folder),
         }
     report = {
         "protocol": args.folds,
@@ -228,6 +247,13 @@ def print_folds_table(report):
             f"{row['balanced_accuracy_mean']:>7.3f}"
             f"{row['macro_f1_mean']:>10.3f}"
             f"{'' if sd is None else f'{sd:.3f}':>7}{row['folds']:>6}"
+        )
+    for fold in report["folds"]:
+        spent = fold["seconds"]
+        steps = ", ".join(f"{k} {v:.0f}" for k, v in spent["steps"].items())
+        print(
+            f"fold {fold['fold']}: probes {spent['probes']:.0f} s, "
+            f"phase {spent['phase']:.0f} s ({steps})"
         )
     for probe in PROBES:
         boot = report["bootstrap"][f"ser_only_minus_{probe}"]
