@@ -225,7 +225,6 @@ class EmoSLLM(sb.Brain):
                     stats[f"{mode}_invalid"] = summary["invalid_rate"]
             if mode in TRANSCRIBING_MODES:
                 stats[f"{mode}_WER"] = self.wer[mode].summarize("error_rate")
-            stats[f"{mode}_seconds"] = round(self.mode_seconds[mode], 1)
         anchor = self.anchor_metrics.summarize()
         if anchor["count"]:
             stats["utterance_token_acc"] = anchor["accuracy"]
@@ -237,7 +236,9 @@ class EmoSLLM(sb.Brain):
         stats = {} if stage == sb.Stage.TEST else {"loss": stage_loss}
         if stage != sb.Stage.TRAIN:
             stats.update(self.summarize_modes())
-        stats["seconds"] = self.record_stage_seconds(stage, epoch)
+        # Seconds go to phase_seconds.json only: the train log, the
+        # checkpoint meta and summary.json keep metrics.
+        self.record_stage_seconds(stage, epoch)
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
@@ -269,7 +270,7 @@ class EmoSLLM(sb.Brain):
                 self.write_test_reports(stats)
 
     def record_stage_seconds(self, stage, epoch):
-        """Appends the stage's seconds to ``stage_seconds``; returns them."""
+        """Appends the stage's seconds (and its modes') to ``stage_seconds``."""
         seconds = round(time.perf_counter() - self.stage_began, 1)
         entry = {"stage": stage.name.lower(), "seconds": seconds}
         if stage == sb.Stage.TEST:
@@ -281,7 +282,6 @@ class EmoSLLM(sb.Brain):
                 m: round(s, 1) for m, s in self.mode_seconds.items()
             }
         self.stage_seconds.append(entry)
-        return seconds
 
     def selection_error(self, stats):
         """Lower-is-better number the best checkpoint is chosen on."""
