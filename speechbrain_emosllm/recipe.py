@@ -402,16 +402,22 @@ def fit_token(hparams, datasets, labels, class_embeddings):
             "A PosteriorToken is fitted on the feature cache: set "
             "feature_cache: True."
         )
-    groups = None
-    if hparams.get("out_of_fold_token"):
-        groups = speaker_groups(datasets["train"], hparams["train_json"])
+    out_of_fold = bool(hparams.get("out_of_fold_token"))
+    try:  # the token's choices are cross-validated over the speakers
+        speakers = speaker_groups(datasets["train"], hparams["train_json"])
+    except ValueError:
+        if out_of_fold:
+            raise
+        logger.info("No spk_id: the token's choices are made on valid.")
+        speakers = None
     report = fit_utterance_token(
         hparams["qpmapper"],
         hparams["feature_folder"],
         datasets,
         labels,
         class_embeddings.detach(),
-        groups,
+        speakers,
+        out_of_fold,
     )
     posteriors = report.pop("posteriors", None)
     logger.info("Utterance token fitted as a linear probe: %s", report)

@@ -152,7 +152,8 @@ def few_real_clips(root, actors, per_actor=8):
 def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     from speechbrain_emosllm.testing import make_tiny_whisper
 
-    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4])
+    # Three training actors (1, 2, 5): the token is cross-validated.
+    data = few_real_clips(str(tmp_path / "data"), [1, 2, 3, 4, 5])
     whisper = make_tiny_whisper(str(tmp_path / "whisper"), num_layers=2)
     common = [
         f"--data_folder={data}",
@@ -235,7 +236,16 @@ def test_probe_and_tiny_phase_on_real_clips(tiny_models, tmp_path):
     # The utterance token was fitted as a probe before training and stayed
     # frozen: the exported mapper has the layer weighting the fit chose.
     fit = json.load(open(tmp_path / "out" / "ser" / "utterance_token_fit.json"))
-    assert set(fit) == {"layer_weights", "l2", "valid_macro_f1"}
+    assert set(fit) == {
+        "layer_choice",
+        "layer_weights",
+        "l2",
+        "valid_macro_f1",
+        "selected_on",
+        "cv_macro_f1",
+    }
+    # Chosen on the training actors (three or more), no test actor.
+    assert fit["selected_on"] == "speaker_cv"
     exported = model.mods.qpmapper.layer_sum.layer_weights().tolist()
     assert exported == pytest.approx(fit["layer_weights"], abs=2e-3)
     # Its class count follows the label set (nhsa4: 4 classes).

@@ -78,6 +78,7 @@ def test_the_anchor_decides_like_the_fitted_probe_and_keeps_it():
     names = torch.randn(len(LABELS), 16)
     fit = fitted(model, names)
     assert fit["layer_weights"] == [0.0, 0.0, 1.0]  # the informative last
+    assert fit["layer_choice"] == "last_layer"
     assert fit["valid_macro_f1"] > 0.9
 
     test_frames, _ = clips(40, 3)
