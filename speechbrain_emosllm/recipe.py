@@ -49,10 +49,12 @@ from speechbrain_emosllm.stopwatch import (
     write_phase_seconds,
 )
 from speechbrain_emosllm.utterance_token import PosteriorToken
-from speechbrain_emosllm.utterance_token_fit import fit_utterance_token
+from speechbrain_emosllm.utterance_token_fit import (
+    TOKEN_FIT_FILE,
+    fit_utterance_token,
+)
 
 logger = get_logger(__name__)
-TOKEN_FIT_FILE = "utterance_token_fit.json"
 
 SELECTION_METRICS = ("loss", "WER", "macro_f1")
 

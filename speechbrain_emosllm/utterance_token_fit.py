@@ -34,6 +34,9 @@ from speechbrain_emosllm.speaker_cv import (
 from speechbrain_emosllm.stacking import out_of_fold_posteriors
 from speechbrain_emosllm.utterance_token import PosteriorToken
 
+# What a fit chose, written into the phase's output folder by the recipe.
+TOKEN_FIT_FILE = "utterance_token_fit.json"
+
 
 def class_dual_basis(class_embeddings):
     """Vectors whose cosine profile against the class names is a one-hot.

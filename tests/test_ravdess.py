@@ -342,6 +342,13 @@ def test_quick_fold_protocol_writes_every_fold_and_the_summary(tmp_path):
             "utterance_token",
         }
         assert 0.0 <= fold["agreement_with_token"] <= 1.0
+        # Fewer than three training actors: the token's choices on valid.
+        assert fold["token_fit"]["selected_on"] == "valid"
+        assert fold["token_fit"]["layer_choice"] in {
+            "mapper",
+            "last_layer",
+            "weighted_layers_probe",
+        }
         spent = fold["seconds"]
         assert spent["probes"] > 0 and spent["phase"] > 0
         # Where the phase's time went: its steps, each epoch, each test.

@@ -45,6 +45,7 @@ from speechbrain_emosllm.folds import (
 from speechbrain_emosllm.labels import ravdess_labels
 from speechbrain_emosllm.modes import EMOTION_MODES
 from speechbrain_emosllm.stopwatch import PHASE_SECONDS_FILE
+from speechbrain_emosllm.utterance_token_fit import TOKEN_FIT_FILE
 
 # Stacking (``--stacked_token``); the dropout was set before any run, not
 # chosen on a score.
@@ -211,6 +212,9 @@ def run_folds(common, args, output, quick):
         run_script("train.py", overrides, env)
         answers.append(read_fold(folder))
         entries.append(fold_report(name, test, valid, answers[-1], classes))
+        # What the training actors chose for the token (never a test actor).
+        fit = os.path.join(folder, "ser", TOKEN_FIT_FILE)
+        entries[-1]["token_fit"] = json.load(open(fit, encoding="utf-8"))
         entries[-1]["seconds"] = {
             "probes": round(probed - began, 1),
             "phase": round(time.time() - probed, 1),
