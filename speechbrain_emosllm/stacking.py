@@ -32,7 +32,7 @@ def out_of_fold_posteriors(x, y, groups, n_classes, l2, seed=0):
     Stacking: the token fitted on every training clip is over-confident on
     those clips (copying it is always right there), so the training clips
     get the posteriors of probes that did not see their speaker, with the
-    token's L2 penalty and layer weighting (chosen on the valid clips).
+    token's L2 penalty and layer weighting (as the token fit chose them).
 
     Arguments
     ---------
