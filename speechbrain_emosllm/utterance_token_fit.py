@@ -200,8 +200,9 @@ def fit_token_probe(
             split: (torch.einsum("bld,l->bd", x, weights)[:, None], y, ids)
             for split, (x, y, ids) in splits.items()
         }
+        probe = None  # fitted on every training clip once chosen
         if folds is None:
-            score, l2, _ = select_on_valid(
+            score, l2, probe = select_on_valid(
                 mixed, labels, False, penalties, seed
             )
         else:
@@ -213,10 +214,11 @@ def fit_token_probe(
             score = max(scores)
             l2 = penalties[scores.index(score)]
         if best is None or score > best[0]:
-            best = (score, name, weights, l2, mixed)
-    score, name, weights, l2, mixed = best
-    torch.manual_seed(seed)
-    probe = train_probe(*mixed["train"][:2], len(labels), False, l2)
+            best = (score, name, weights, l2, mixed, probe)
+    score, name, weights, l2, mixed, probe = best
+    if probe is None:
+        torch.manual_seed(seed)
+        probe = train_probe(*mixed["train"][:2], len(labels), False, l2)
     fit = {
         "probe": probe,
         "layer_choice": name,
