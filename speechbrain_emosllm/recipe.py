@@ -405,13 +405,15 @@ def fit_token(hparams, datasets, labels, class_embeddings):
             "feature_cache: True."
         )
     out_of_fold = bool(hparams.get("out_of_fold_token"))
-    try:  # the token's choices are cross-validated over the speakers
-        speakers = speaker_groups(datasets["train"], hparams["train_json"])
-    except ValueError:
-        if out_of_fold:
-            raise
+    # The token's choices are cross-validated over the training speakers.
+    speakers = speaker_groups(datasets["train"])
+    if speakers is None and out_of_fold:
+        raise ValueError(
+            "out_of_fold_token groups the training clips by speaker: "
+            f"{hparams['train_json']} has no spk_id field"
+        )
+    if speakers is None:
         logger.info("No spk_id: the token's choices are made on valid.")
-        speakers = None
     report = fit_utterance_token(
         hparams["qpmapper"],
         hparams["feature_folder"],

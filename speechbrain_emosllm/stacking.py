@@ -110,39 +110,33 @@ def check_stacking(hparams):
     return True
 
 
-def speaker_groups(data, manifest):
-    """Clip id -> speaker (``spk_id``) of the training clips.
+def speaker_groups(data):
+    """Clip id -> speaker (``spk_id``) of the training clips, or None.
 
     Arguments
     ---------
     data : DynamicItemDataset
         The training set.
-    manifest : str
-        Its manifest (named in the error).
 
     Returns
     -------
-    dict
+    dict or None
+        None when the manifest has no ``spk_id`` field: the caller says
+        what needed it.
 
     Example
     -------
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> speaker_groups(DynamicItemDataset({"u1": {"spk_id": "03"}}), "t.json")
+    >>> speaker_groups(DynamicItemDataset({"u1": {"spk_id": "03"}}))
     {'u1': '03'}
-    >>> speaker_groups(DynamicItemDataset({"u1": {}}), "t.json")
-    Traceback (most recent call last):
-    ...
-    ValueError: out_of_fold_token groups the training clips by speaker: \
-t.json has no spk_id field
+    >>> speaker_groups(DynamicItemDataset({"u1": {}})) is None
+    True
     """
     try:
         with data.output_keys_as(["id", "spk_id"]):
             return {item["id"]: item["spk_id"] for item in data}
     except KeyError:
-        raise ValueError(
-            "out_of_fold_token groups the training clips by speaker: "
-            f"{manifest} has no spk_id field"
-        ) from None
+        return None
 
 
 def read_posteriors(hparams):

@@ -240,3 +240,19 @@ def test_out_of_fold_posteriors_never_see_their_speaker():
     assert right[60:].float().mean() < 0.1
     with pytest.raises(ValueError, match="two or more speakers"):
         out_of_fold_posteriors(x, y, ["a"] * 60, 2, 1e-3)
+
+
+def test_stacking_without_speakers_names_the_manifest():
+    """out_of_fold_token needs spk_id; the error names the manifest."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from speechbrain_emosllm.recipe import fit_token
+
+    hparams = {
+        "feature_cache": True,
+        "out_of_fold_token": True,
+        "train_json": "/data/train.json",
+    }
+    datasets = {"train": DynamicItemDataset({"u1": {"wav": "a.wav"}})}
+    with pytest.raises(ValueError, match="/data/train.json has no spk_id"):
+        fit_token(hparams, datasets, LABELS, torch.zeros(4, 8))
