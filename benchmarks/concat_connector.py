@@ -33,7 +33,11 @@ class ConcatConnector(torch.nn.Module):
             dnn_neurons=output_size,
         )
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, token_posterior=None):
+        # The QPMapper's signature (the Brain passes all three); this
+        # connector has no utterance token to carry a posterior.
+        if token_posterior is not None:
+            raise ValueError("ConcatConnector has no utterance token")
         tokens = self.project(self.downsample(x))
         missing = self.n_queries - tokens.shape[1]
         if missing > 0:

@@ -181,25 +181,15 @@ def concat_token_count(work, scale, padded):
     return math.ceil(10 * sum(timed_clips) / len(timed_clips))
 
 
-def load_brain(
-    scale, work, cached, connector="qpmapper", precision="float32", batch=None
-):
-    """The recipe's Brain (phase 3 hyperparameters) on the benchmark data.
+def benchmark_yaml(scale, work, cached, connector, precision, batch_size):
+    """Phase 3's YAML text, overrides and run options for one setting.
 
-    ``precision``: ``float32``; ``bf16`` (frozen LLM in bfloat16, autocast,
-    trainable weights in float32); ``4bit`` (QLoRA: NF4 LLM, bf16 compute).
-    On the GPU when there is one.
+    The connector and precision patch the composed text (``load_brain``
+    has what they mean).
     """
-    from hyperpyyaml import load_hyperpyyaml
-
-    from speechbrain_emosllm.brain import EmoSLLM
-    from speechbrain_emosllm.dataio import dataio_prepare, padded_collate
     from speechbrain_emosllm.hparams import compose_hparams
-    from speechbrain_emosllm.labels import emotion_labels
-    from speechbrain_emosllm.prompts import PromptBuilder
 
     config = SCALES[scale]
-    batch_size = batch or config["batch"]
     models = save_random_models(scale, os.path.join(work, "models"))
     # encoder_dim / llm_dim follow from the presets' configs, which the
     # random models were built from.
@@ -250,6 +240,31 @@ def load_brain(
             "    bnb_4bit_quant_type: nf4\n"
             "    bnb_4bit_compute_dtype: !name:torch.bfloat16",
         )
+    return text, overrides, run_opts
+
+
+def load_brain(
+    scale, work, cached, connector="qpmapper", precision="float32", batch=None
+):
+    """The recipe's Brain (phase 3 hyperparameters) on the benchmark data.
+
+    ``precision``: ``float32``; ``bf16`` (frozen LLM in bfloat16, autocast,
+    trainable weights in float32); ``4bit`` (QLoRA: NF4 LLM, bf16 compute).
+    On the GPU when there is one.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_emosllm.brain import EmoSLLM
+    from speechbrain_emosllm.dataio import dataio_prepare, padded_collate
+    from speechbrain_emosllm.decoding import EmotionDecoder
+    from speechbrain_emosllm.labels import emotion_labels
+    from speechbrain_emosllm.prompts import PromptBuilder
+
+    config = SCALES[scale]
+    batch_size = batch or config["batch"]
+    text, overrides, run_opts = benchmark_yaml(
+        scale, work, cached, connector, precision, batch_size
+    )
     hparams = load_hyperpyyaml(text, overrides)
     labels = emotion_labels(config["classes"])
     builder = PromptBuilder(
@@ -271,9 +286,11 @@ def load_brain(
         hparams=hparams,
         run_opts=run_opts,
         checkpointer=None,
+        labels=labels,
+        decoder=EmotionDecoder(
+            hparams["speech_llm"], builder, hparams["max_new_tokens"]
+        ),
     )
-    brain.labels = labels
-    brain.class_weights = None
     brain.init_optimizers()
     brain.modules.train()
     if cached:

@@ -12,7 +12,7 @@ Authors
 """
 
 from speechbrain_emosllm.metrics import EmotionMetrics
-from speechbrain_emosllm.stacking import out_of_fold_posteriors
+from speechbrain_emosllm.stacking import posteriors_per_penalty
 
 # At most this many folds: leave-one-speaker-out up to 12 speakers (a
 # RAVDESS fold trains 12 or 18 actors), round-robin groups beyond.
@@ -45,8 +45,10 @@ def speaker_folds(speakers, max_folds=MAX_FOLDS):
     return [str(rank[s]) for s in speakers]
 
 
-def cross_validated_macro_f1(x, y, folds, labels, l2, seed=0):
+def cross_validated_macro_f1(x, y, folds, labels, penalties, seed=0):
     """Macro-F1 of out-of-fold probe decisions over every training clip.
+
+    One score per L2 penalty; every probe is fitted in one batched pass.
 
     Arguments
     ---------
@@ -58,14 +60,15 @@ def cross_validated_macro_f1(x, y, folds, labels, l2, seed=0):
         Each clip's fold (``speaker_folds``); two or more.
     labels : list of str
         Class names.
-    l2 : float
-        The probes' L2 penalty.
+    penalties : list of float
+        The probes' L2 penalties.
     seed : int
         Seed of each probe's initialisation.
 
     Returns
     -------
-    float
+    list of float
+        One macro-F1 per penalty.
 
     Example
     -------
@@ -74,14 +77,17 @@ def cross_validated_macro_f1(x, y, folds, labels, l2, seed=0):
     >>> y = torch.arange(40) % 2; x = torch.randn(40, 1, 3)
     >>> x[:, 0, 0] += 4 * y
     >>> folds = speaker_folds([str(i % 4) for i in range(40)])
-    >>> cross_validated_macro_f1(x, y, folds, ["a", "b"], 1e-3) > 0.9
-    True
+    >>> f1 = cross_validated_macro_f1(x, y, folds, ["a", "b"], [1e-3, 1e-2])
+    >>> len(f1), min(f1) > 0.9
+    (2, True)
     """
-    posteriors = out_of_fold_posteriors(x, y, folds, len(labels), l2, seed)
-    metrics = EmotionMetrics(labels)
-    metrics.append(
-        [str(i) for i in range(len(y))],
-        [labels[i] for i in posteriors.argmax(-1).tolist()],
-        [labels[i] for i in y.tolist()],
-    )
-    return metrics.summarize()["macro_f1"]
+    every = posteriors_per_penalty(x, y, folds, len(labels), penalties, seed)
+    truth = [labels[i] for i in y.tolist()]
+    ids = [str(i) for i in range(len(y))]
+    scores = []
+    for posteriors in every:
+        metrics = EmotionMetrics(labels)
+        decided = [labels[i] for i in posteriors.argmax(-1).tolist()]
+        metrics.append(ids, decided, truth)
+        scores.append(metrics.summarize()["macro_f1"])
+    return scores

@@ -20,7 +20,7 @@ import os
 import speechbrain as sb
 import torch
 
-from speechbrain_emosllm.linear_probe import train_probe
+from speechbrain_emosllm.linear_probe import train_probes
 from speechbrain_emosllm.utterance_token import PosteriorToken
 
 POSTERIORS_FILE = "out_of_fold_posteriors.json"
@@ -63,18 +63,58 @@ def out_of_fold_posteriors(x, y, groups, n_classes, l2, seed=0):
     >>> p.shape, (p.argmax(-1) == y).float().mean().item() > 0.9
     (torch.Size([40, 2]), True)
     """
+    return posteriors_per_penalty(x, y, groups, n_classes, [l2], seed)[0]
+
+
+def posteriors_per_penalty(x, y, groups, n_classes, penalties, seed=0):
+    """``out_of_fold_posteriors`` for several L2 penalties, fitted at once.
+
+    Every (held-out group, penalty) probe is fitted in one batched
+    optimisation (``linear_probe.train_probes``).
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        (utterances, 1, width) pooled frames.
+    y : torch.Tensor
+        (utterances,) class indices.
+    groups : list of str
+        Each clip's group; at least two groups.
+    n_classes : int
+        Number of classes.
+    penalties : list of float
+        L2 penalties.
+    seed : int
+        Seed of each probe's initialisation.
+
+    Returns
+    -------
+    torch.Tensor
+        (penalties, utterances, n_classes).
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> y = torch.arange(40) % 2; x = torch.randn(40, 1, 3)
+    >>> p = posteriors_per_penalty(x, y, ["a", "b"] * 20, 2, [1e-3, 1.0])
+    >>> p.shape
+    torch.Size([2, 40, 2])
+    """
     names = sorted(set(groups))
     if len(names) < 2:
         raise ValueError(
             f"out_of_fold_token needs two or more speakers, not {names}"
         )
-    posteriors = torch.empty(len(y), n_classes)
-    for name in names:
-        held = torch.tensor([group == name for group in groups])
-        torch.manual_seed(seed)
-        probe = train_probe(x[~held], y[~held], n_classes, False, l2)
-        with torch.no_grad():
-            posteriors[held] = probe(x[held]).softmax(-1)
+    held = torch.tensor([[group == name for group in groups] for name in names])
+    masks = (~held).repeat(len(penalties), 1)
+    probes = train_probes(
+        x, y, masks, n_classes, [l2 for l2 in penalties for _ in names], seed
+    )
+    posteriors = torch.empty(len(penalties), len(y), n_classes)
+    with torch.no_grad():
+        for index, probe in enumerate(probes):
+            rows = held[index % len(names)]
+            posteriors[index // len(names), rows] = probe(x[rows]).softmax(-1)
     return posteriors
 
 

@@ -207,10 +207,9 @@ def fit_token_probe(
             )
         else:
             x, y, _ = mixed["train"]
-            scores = [
-                cross_validated_macro_f1(x, y, folds, labels, l2, seed)
-                for l2 in penalties
-            ]
+            scores = cross_validated_macro_f1(
+                x, y, folds, labels, penalties, seed
+            )
             score = max(scores)
             l2 = penalties[scores.index(score)]
         if best is None or score > best[0]:

@@ -242,6 +242,31 @@ def test_out_of_fold_posteriors_never_see_their_speaker():
         out_of_fold_posteriors(x, y, ["a"] * 60, 2, 1e-3)
 
 
+def test_batched_out_of_fold_probes_match_fitting_one_by_one():
+    """One batched fit gives every (speaker, L2) probe the posteriors that
+    fitting it alone gives, and leaves the same random state behind."""
+    from speechbrain_emosllm.linear_probe import train_probe
+    from speechbrain_emosllm.stacking import posteriors_per_penalty
+
+    torch.manual_seed(0)
+    y = torch.arange(90) % 4
+    x = torch.randn(90, 1, 8)
+    x[:, 0, :4] += 2 * F.one_hot(y, 4)
+    groups = [f"s{i % 5}" for i in range(90)]
+    penalties = [1e-3, 1e-1]
+    batched = posteriors_per_penalty(x, y, groups, 4, penalties, seed=3)
+    after_batched = torch.rand(1)
+    for p_index, l2 in enumerate(penalties):
+        for name in sorted(set(groups)):
+            held = torch.tensor([g == name for g in groups])
+            torch.manual_seed(3)
+            probe = train_probe(x[~held], y[~held], 4, False, l2)
+            with torch.no_grad():
+                alone = probe(x[held]).softmax(-1)
+            assert torch.allclose(batched[p_index, held], alone, atol=1e-4)
+    assert torch.equal(torch.rand(1), after_batched)
+
+
 def test_stacking_without_speakers_names_the_manifest():
     """out_of_fold_token needs spk_id; the error names the manifest."""
     from speechbrain.dataio.dataset import DynamicItemDataset

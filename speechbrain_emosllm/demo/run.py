@@ -464,13 +464,13 @@ def print_table(results, timings, peak):
     print(f"peak memory: {peak:.2f} GB")
 
 
-def main(argv=None):
-    """Runs the demo (see the module docstring).
+def build_parser():
+    """The demo's command line.
 
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments.
+    Example
+    -------
+    >>> build_parser().parse_args([]).corpus
+    'espeak'
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="results/demo")
@@ -521,9 +521,20 @@ def main(argv=None):
         "multiplies it in hardware (AVX512-BF16, AMX, a GPU), float32 "
         "elsewhere and with --quick",
     )
-    args = parser.parse_args(argv)
-    if args.cue_conflict:
-        return cue_conflict_stage(parser, args)
+    return parser
+
+
+def check_args(parser, args):
+    """Usage errors (through ``parser.error``) before anything runs.
+
+    Example
+    -------
+    >>> parser = build_parser()
+    >>> check_args(parser, parser.parse_args(["--corpus", "ravdess"]))
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     if args.corpus == "ravdess" and not args.ravdess_folder:
         parser.error("--corpus ravdess needs --ravdess_folder")
     if args.folds:
@@ -537,6 +548,21 @@ def main(argv=None):
             parser.error(str(error))
     if args.stacked_token and not args.folds:
         parser.error("--stacked_token needs --folds")
+
+
+def main(argv=None):
+    """Runs the demo (see the module docstring).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cue_conflict:
+        return cue_conflict_stage(parser, args)
+    check_args(parser, args)
     config = QUICK if args.quick else FULL
     args.llm_dtype = resolve_llm_dtype(args)
     if args.llm_dtype != "float32":  # the recipe's default: no override,
@@ -546,7 +572,18 @@ def main(argv=None):
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     timings = {}
+    assets = run_curriculum(args, config, output, timings)
+    if args.corpus == "ravdess":
+        return ravdess_stage(args, config, assets, output, timings)
+    return espeak_results(args, output, timings)
 
+
+def run_curriculum(args, config, output, timings):
+    """Assets, the eSpeak corpus, then each phase; returns the assets.
+
+    RAVDESS runs stop after P2 (its emotion phase follows). Seconds of each
+    stage go into ``timings``.
+    """
     banner(
         "1/4 assets: "
         + (
@@ -587,10 +624,13 @@ def main(argv=None):
         timings[phase] = run_phase(
             phase, overrides[phase], output, markers[phase]
         )
-    if args.corpus == "ravdess":
-        return ravdess_stage(args, config, assets, output, timings)
+    return assets
 
+
+def espeak_results(args, output, timings):
+    """The held-out voices' table, curves and ``demo_results.json``."""
     banner("4/4 results (held-out voices)")
+    corpus = os.path.join(output, "corpus")
     results = mode_results(output, corpus)
     curves = read_curves(output)
     plot_curves(curves, os.path.join(output, "training_curves.png"))
