@@ -18,6 +18,9 @@ from torch import nn
 from speechbrain_emosllm.features import load_cached_features
 from speechbrain_emosllm.metrics import EmotionMetrics
 
+# Full-batch Adam steps of every probe fit.
+PROBE_STEPS = 300
+
 
 def pooled_frames(folder, clips):
     """Mean over time of each utterance's cached frames, layer by layer.
@@ -126,7 +129,9 @@ class LinearProbe(nn.Module):
         return self.linear(x)
 
 
-def train_probe(train_x, train_y, n_classes, weighted_layers, l2, steps=300):
+def train_probe(
+    train_x, train_y, n_classes, weighted_layers, l2, steps=PROBE_STEPS
+):
     """Fits a ``LinearProbe`` with full-batch Adam and an L2 penalty.
 
     Arguments
@@ -212,7 +217,6 @@ def train_probes(train_x, train_y, masks, n_classes, penalties, seed=0):
     >>> torch.allclose(probes[1](x), alone(x), atol=1e-4)
     True
     """
-    steps = 300  # train_probe's default
     # Each probe's statistics exactly as train_probe computes them.
     stats = [
         (train_x[mask].mean(0), train_x[mask].std(0).clamp(min=1e-5))
@@ -229,7 +233,7 @@ def train_probes(train_x, train_y, masks, n_classes, penalties, seed=0):
     l2 = torch.tensor(penalties, dtype=weight.dtype)
     optimizer = torch.optim.Adam([weight, bias], lr=0.01)
     targets = train_y.repeat(len(masks))
-    for _ in range(steps):
+    for _ in range(PROBE_STEPS):
         optimizer.zero_grad()
         logits = torch.baddbmm(bias[:, None], z, weight.transpose(1, 2))
         ce = F.cross_entropy(logits.flatten(0, 1), targets, reduction="none")

@@ -407,12 +407,12 @@ def fit_token(hparams, datasets, labels, class_embeddings):
     out_of_fold = bool(hparams.get("out_of_fold_token"))
     # The token's choices are cross-validated over the training speakers.
     speakers = speaker_groups(datasets["train"])
-    if speakers is None and out_of_fold:
-        raise ValueError(
-            "out_of_fold_token groups the training clips by speaker: "
-            f"{hparams['train_json']} has no spk_id field"
-        )
     if speakers is None:
+        if out_of_fold:
+            raise ValueError(
+                "out_of_fold_token groups the training clips by speaker: "
+                f"{hparams['train_json']} has no spk_id field"
+            )
         logger.info("No spk_id: the token's choices are made on valid.")
     report = fit_utterance_token(
         hparams["qpmapper"],
