@@ -1,9 +1,12 @@
 """Reading the speech LLM's answers: label scoring and generation.
 
 Label scoring runs the prompt once and reuses its KV cache for every label
-continuation (all labels in one more pass); generation is greedy. Both take
-right-padded prefixes and move them to the right edge (left padding), as
-decoder-only models need.
+continuation (all labels side by side in one more pass); generation is
+greedy. Both take right-padded prefixes and move them to the right edge
+(left padding), as decoder-only models need. Label scoring also runs the
+tokens that every prompt of the batch starts with (the system turn and the
+instruction before the audio: over half of a fixed SER prompt) once for
+the whole batch.
 
 Authors
  * speechbrain-emosllm contributors 2026
@@ -50,14 +53,103 @@ def left_padded_prefix(
     return embeddings, attention_mask, position_ids
 
 
+def shared_prefix_length(prefix_ids, audio_start):
+    """How many tokens every row starts with, up to its first audio slot.
+
+    Arguments
+    ---------
+    prefix_ids : torch.Tensor
+        (batch, time) right-padded prefixes.
+    audio_start : torch.Tensor
+        (batch,) first audio slot of each prefix.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> ids = torch.tensor([[5, 6, 7, 0, 9], [5, 6, 8, 0, 9]])
+    >>> shared_prefix_length(ids, torch.tensor([3, 3]))
+    2
+    >>> shared_prefix_length(ids, torch.tensor([1, 3]))
+    1
+    """
+    limit = int(audio_start.min())
+    same = (prefix_ids[:, :limit] == prefix_ids[:1, :limit]).all(0)
+    differing = (~same).nonzero()
+    return int(differing[0]) if len(differing) else limit
+
+
+def encode_prefixes(speech_llm, audio_embeddings, prefix_ids, lengths, starts):
+    """The prefixes through the LLM, their shared start computed once.
+
+    The tokens that every row starts with go through the decoder as one
+    row, whose KV cache is repeated for the batch; the rest of each row
+    (its audio and what follows) is left-padded after them. The padding
+    sits between the shared start and the row's own tokens, masked out,
+    so every row still ends at the right edge. The answers equal those of
+    separate full passes up to float rounding
+    (``tests/test_speech_llm.py``).
+
+    Arguments
+    ---------
+    speech_llm : SpeechLLM
+        The model.
+    audio_embeddings : torch.Tensor
+        (batch, n_queries, hidden).
+    prefix_ids : torch.Tensor
+        (batch, time) right-padded prefixes.
+    lengths : torch.Tensor
+        (batch,) absolute prefix lengths.
+    starts : torch.Tensor
+        (batch,) first audio slot of each prefix.
+
+    Returns
+    -------
+    (BaseModelOutputWithPast, torch.Tensor, torch.Tensor)
+        The decoder's output (its cache holds every prefix), the attention
+        mask and the position ids of the whole prefixes.
+    """
+    batch = prefix_ids.shape[0]
+    shared = shared_prefix_length(prefix_ids, starts)
+    cache = None
+    if shared:
+        out = speech_llm.decode_embeddings(
+            speech_llm.hf_model.get_input_embeddings()(prefix_ids[:1, :shared]),
+            torch.ones_like(prefix_ids[:1, :shared]),
+            use_cache=True,
+        )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(batch)
+    embeddings, mask, positions = left_padded_prefix(
+        speech_llm,
+        audio_embeddings,
+        prefix_ids[:, shared:],
+        lengths - shared,
+        starts - shared,
+        0,
+    )
+    mask = torch.cat([torch.ones_like(prefix_ids[:, :shared]), mask], dim=1)
+    out = speech_llm.decode_embeddings(
+        embeddings,
+        mask,
+        position_ids=positions + shared,
+        past_key_values=cache,
+        use_cache=True,
+    )
+    return out, mask, positions + shared
+
+
 @torch.no_grad()
 def score_labels(
     speech_llm, audio_embeddings, prefix_ids, lengths, audio_start, label_ids
 ):
     """Log-likelihood of every label continuation after each prefix.
 
-    The prefixes go through the LLM once; the KV cache is then repeated
-    for the labels, which are scored together in one more pass.
+    The prefixes go through the LLM once (``encode_prefixes``: their
+    shared start once for the batch); every label's continuation is then
+    scored in one more pass on that KV cache (``LabelTree``).
 
     Arguments
     ---------
@@ -79,53 +171,104 @@ def score_labels(
     torch.Tensor
         (batch, n_labels) summed log-probabilities.
     """
-    device = prefix_ids.device
-    batch, n_labels = prefix_ids.shape[0], len(label_ids)
-    embeddings, attention_mask, position_ids = left_padded_prefix(
-        speech_llm, audio_embeddings, prefix_ids, lengths, audio_start, 0
-    )
-    out = speech_llm.decode_embeddings(
-        embeddings,
-        attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
+    out, attention_mask, position_ids = encode_prefixes(
+        speech_llm, audio_embeddings, prefix_ids, lengths, audio_start
     )
     head = speech_llm.hf_model.get_output_embeddings()
     first_logp = head(out.last_hidden_state[:, -1]).float().log_softmax(-1)
-
-    label_lengths = torch.tensor([len(ids) for ids in label_ids], device=device)
-    labels = torch.zeros(
-        n_labels, int(label_lengths.max()), dtype=torch.long, device=device
-    )
-    for k, ids in enumerate(label_ids):
-        labels[k, : len(ids)] = torch.tensor(ids, device=device)
-    scores = first_logp[:, labels[:, 0]]
-    if labels.shape[1] == 1:
+    scores = first_logp[:, [ids[0] for ids in label_ids]]
+    tree = LabelTree(label_ids, prefix_ids.device)
+    if not len(tree.inputs):  # one-token labels
         return scores
-
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(n_labels)
-    inputs = labels[:, :-1].repeat(batch, 1)
-    steps = torch.arange(inputs.shape[1], device=device)
-    continuation_mask = steps[None] < (label_lengths - 1)[:, None]
-    continuation_mask = continuation_mask.repeat(batch, 1).long()
-    mask = torch.cat(
-        [attention_mask.repeat_interleave(n_labels, 0), continuation_mask],
-        dim=1,
-    )
-    last_position = position_ids[:, -1:].repeat_interleave(n_labels, 0)
+    embeddings = speech_llm.hf_model.get_input_embeddings()(tree.inputs)
+    batch = prefix_ids.shape[0]
     out = speech_llm.decode_embeddings(
-        speech_llm.hf_model.get_input_embeddings()(inputs),
-        mask,
-        position_ids=last_position + 1 + steps[None],
-        past_key_values=cache,
+        embeddings.expand(batch, -1, -1),
+        tree.attention_mask(attention_mask, embeddings.dtype),
+        position_ids=position_ids[:, -1:] + 1 + tree.offsets,
+        past_key_values=out.past_key_values,
         use_cache=True,
     )
     logp = head(out.last_hidden_state).float().log_softmax(-1)
-    targets = labels[:, 1:].repeat(batch, 1)
-    token_logp = logp.gather(-1, targets[..., None]).squeeze(-1)
-    token_logp = token_logp * continuation_mask
-    return scores + token_logp.sum(-1).view(batch, n_labels)
+    token_logp = logp[:, torch.arange(len(tree.targets)), tree.targets]
+    return scores.index_add(1, tree.owners, token_logp)
+
+
+class LabelTree:
+    """Every label's continuation side by side, each one seeing only itself.
+
+    After the prompt, the labels' tokens (all but each label's first,
+    which the prompt's last position scores) go into one pass of
+    ``sum(len(label) - 1)`` positions per row. A custom attention mask
+    lets each token see the prompt and its own label's earlier tokens, and
+    its position id continues the prompt as if it were alone, so each
+    token's log-probability is that of the label scored on its own. One
+    pass on the prompt's KV cache replaces repeating that cache once per
+    label (``transformers`` scores sequences one by one or repeats the
+    cache; it has no shared-prefix tree).
+
+    Arguments
+    ---------
+    label_ids : list of list of int
+        Token ids of each label continuation.
+    device : torch.device
+        Where the tensors go.
+
+    Example
+    -------
+    >>> tree = LabelTree([[7, 8, 9], [5], [6, 4]], "cpu")
+    >>> tree.inputs.tolist(), tree.targets.tolist(), tree.owners.tolist()
+    ([[7, 8, 6]], [8, 9, 4], [0, 0, 2])
+    >>> tree.offsets.tolist()
+    [[0, 1, 0]]
+    >>> tree.attention_mask(torch.ones(1, 2), torch.float32)[0, 0] == 0
+    tensor([[ True,  True,  True, False, False],
+            [ True,  True,  True,  True, False],
+            [ True,  True, False, False,  True]])
+    """
+
+    def __init__(self, label_ids, device):
+        inputs, targets, owners, offsets = [], [], [], []
+        for k, ids in enumerate(label_ids):
+            for j in range(len(ids) - 1):
+                inputs.append(ids[j])
+                targets.append(ids[j + 1])
+                owners.append(k)
+                offsets.append(j)
+        as_long = dict(dtype=torch.long, device=device)
+        self.inputs = torch.tensor([inputs], **as_long)
+        self.targets = torch.tensor(targets, **as_long)
+        self.owners = torch.tensor(owners, **as_long)
+        self.offsets = torch.tensor([offsets], **as_long)
+
+    def attention_mask(self, prompt_mask, dtype):
+        """Additive (batch, 1, tree, prompt + tree) mask: 0 where seen.
+
+        Arguments
+        ---------
+        prompt_mask : torch.Tensor
+            (batch, prompt) 1 where the prompt has a token, 0 on padding.
+        dtype : torch.dtype
+            The model's dtype.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        owners, offsets = self.owners, self.offsets[0]
+        own = (owners[:, None] == owners[None]) & (
+            offsets[None] <= offsets[:, None]
+        )
+        batch, size = prompt_mask.shape[0], len(owners)
+        sees = torch.cat(
+            [
+                prompt_mask.bool()[:, None, None].expand(-1, 1, size, -1),
+                own.expand(batch, 1, size, size),
+            ],
+            dim=-1,
+        )
+        blocked = torch.full(sees.shape, torch.finfo(dtype).min, dtype=dtype)
+        return blocked.to(sees.device).masked_fill(sees, 0.0)
 
 
 @torch.no_grad()

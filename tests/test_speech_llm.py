@@ -8,7 +8,11 @@ import torch.nn.functional as F
 from peft import LoraConfig
 
 from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
-from speechbrain_emosllm.answer_scoring import generate_answers, score_labels
+from speechbrain_emosllm.answer_scoring import (
+    generate_answers,
+    score_labels,
+    shared_prefix_length,
+)
 from speechbrain_emosllm.prompts import IGNORE
 
 LABELS = ["Neutral", "Happy", "Sad", "Frustrated"]
@@ -125,11 +129,28 @@ def test_span_weights_select_the_emotion_loss(llm, builder):
     )
 
 
-def test_label_scores_equal_full_sequence_log_likelihoods(llm, builder):
-    prefixes = [
-        builder.inference_prefix("joint_oracle", t)
-        for t in ("hi", "the cat sat on the mat")
-    ]
+def shuffled_ser_prefixes(builder):
+    rng = random.Random(3)
+    return [builder.inference_prefix("ser_only", rng=rng) for _ in range(3)]
+
+
+@pytest.mark.parametrize(
+    "make_prefixes",
+    [
+        # One shared start, then rows of different lengths.
+        lambda b: [
+            b.inference_prefix("joint_oracle", t)
+            for t in ("hi", "the cat sat on the mat")
+        ],
+        # Paraphrases and label orders: little or nothing shared.
+        shuffled_ser_prefixes,
+    ],
+    ids=["shared_start", "paraphrases"],
+)
+def test_label_scores_equal_full_sequence_log_likelihoods(
+    llm, builder, make_prefixes
+):
+    prefixes = make_prefixes(builder)
     length = max(len(p["input_ids"]) for p in prefixes)
     ids = torch.tensor(
         [
@@ -139,7 +160,7 @@ def test_label_scores_equal_full_sequence_log_likelihoods(llm, builder):
     )
     lengths = torch.tensor([len(p["input_ids"]) for p in prefixes])
     starts = torch.tensor([p["audio_start"] for p in prefixes])
-    audio = torch.randn(2, N_QUERIES, llm.hidden_size)
+    audio = torch.randn(len(prefixes), N_QUERIES, llm.hidden_size)
     scores = score_labels(llm, audio, ids, lengths, starts, builder.label_ids)
     assert max(len(ids) for ids in builder.label_ids) > 2  # multi-token
     for row, prefix in enumerate(prefixes):
@@ -154,6 +175,22 @@ def test_label_scores_equal_full_sequence_log_likelihoods(llm, builder):
             assert scores[row, k].item() == pytest.approx(
                 expected.item(), abs=1e-4
             )
+
+
+def test_a_fixed_prompt_shares_everything_before_the_audio(builder):
+    # The label-scoring test's first case runs the shared start once;
+    # with paraphrases the rows share less.
+    fixed = [builder.inference_prefix("ser_only") for _ in range(2)]
+    ids = torch.tensor([p["input_ids"] for p in fixed])
+    starts = torch.tensor([p["audio_start"] for p in fixed])
+    assert shared_prefix_length(ids, starts) == fixed[0]["audio_start"] > 0
+    varied = shuffled_ser_prefixes(builder)
+    length = max(len(p["input_ids"]) for p in varied)
+    ids = torch.tensor(
+        [p["input_ids"] + [0] * (length - len(p["input_ids"])) for p in varied]
+    )
+    starts = torch.tensor([p["audio_start"] for p in varied])
+    assert shared_prefix_length(ids, starts) < int(starts.min())
 
 
 def test_generation_stops_and_returns_lists(llm, builder):
