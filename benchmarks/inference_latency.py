@@ -15,7 +15,10 @@ encoder and QPMapper costs are the same for every mode and are timed
 separately). Prints, per mode, the latency per utterance (batch 1), then
 the ratio of label scoring (one pass over the prompt, one batched pass
 over the label continuations reusing its KV cache) to the free generation
-of the joint answer it replaces, and to scoring without the KV cache.
+of the joint answer it replaces, and to scoring without the KV cache;
+then, for a batch of ``--batch`` clips with the fixed ``ser_only`` prompt,
+the scoring time per clip with the prompt start that every row shares run
+once, as a ratio to running it in every row.
 """
 
 import argparse
@@ -26,7 +29,12 @@ import time
 import ruamel.yaml
 import torch
 
-from speechbrain_emosllm import PromptBuilder, QPMapper, SpeechLLM
+from speechbrain_emosllm import (
+    PromptBuilder,
+    QPMapper,
+    SpeechLLM,
+    answer_scoring,
+)
 from speechbrain_emosllm.decoding import EmotionDecoder
 from speechbrain_emosllm.hparams import preset_path
 from speechbrain_emosllm.labels import emotion_labels
@@ -81,6 +89,30 @@ def naive_scores(llm, builder, audio, prefix):
     return torch.stack(scores)
 
 
+def shared_start_ratio(decoder, audio, batch, repeats):
+    """Batched ``ser_only`` scoring: shared prompt start once vs per row."""
+    prefixes = [decoder.builder.inference_prefix("ser_only")] * batch
+    audio = audio.expand(batch, -1, -1)
+    shared = timed(lambda: decoder.score(audio, prefixes), repeats)
+    # The same pass with no start shared: every row runs its whole prompt.
+    sharing = answer_scoring.shared_prefix_length
+    answer_scoring.shared_prefix_length = lambda *args: 0
+    try:
+        per_row = timed(lambda: decoder.score(audio, prefixes), repeats)
+    finally:
+        answer_scoring.shared_prefix_length = sharing
+    start = prefixes[0]["audio_start"]
+    print(
+        f"\nser_only scoring, batch {batch} ({start} of "
+        f"{len(prefixes[0]['input_ids'])} prompt tokens shared):"
+    )
+    print(f"shared start once:           {1000 * shared / batch:8.1f} ms/clip")
+    print(
+        f"whole prompt in every row:    {1000 * per_row / batch:8.1f} ms/clip"
+    )
+    print(f"ratio shared / per row:      {shared / per_row:8.2f}")
+
+
 def clip_latency(model_folder, repeats, mode="ser_only"):
     """``classify_file`` latency of 3-, 10- and 30-s clips, one run."""
     import os
@@ -122,6 +154,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-classes", type=int, default=8)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     if args.model:
         return clip_latency(args.model, args.repeats)
@@ -171,6 +204,7 @@ def main():
     print(f"label scoring without KV cache:  {1000 * naive:8.1f} ms")
     print(f"ratio scoring / generation:      {scoring / generation:8.2f}")
     print(f"ratio scoring / uncached scoring:{scoring / naive:8.2f}")
+    shared_start_ratio(decoder, audio, args.batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def score_labels(
     first_logp = head(out.last_hidden_state[:, -1]).float().log_softmax(-1)
     scores = first_logp[:, [ids[0] for ids in label_ids]]
     tree = LabelTree(label_ids, prefix_ids.device)
-    if not len(tree.inputs):  # one-token labels
+    if not len(tree.targets):  # one-token labels
         return scores
     embeddings = speech_llm.hf_model.get_input_embeddings()(tree.inputs)
     batch = prefix_ids.shape[0]

@@ -134,23 +134,34 @@ def shuffled_ser_prefixes(builder):
     return [builder.inference_prefix("ser_only", rng=rng) for _ in range(3)]
 
 
+def joint_oracle_prefixes(builder):
+    return [
+        builder.inference_prefix("joint_oracle", t)
+        for t in ("hi", "the cat sat on the mat")
+    ]
+
+
+def first_tokens(label_ids):
+    return [ids[:1] for ids in label_ids]
+
+
 @pytest.mark.parametrize(
-    "make_prefixes",
+    "make_prefixes, make_labels",
     [
         # One shared start, then rows of different lengths.
-        lambda b: [
-            b.inference_prefix("joint_oracle", t)
-            for t in ("hi", "the cat sat on the mat")
-        ],
+        (joint_oracle_prefixes, list),
         # Paraphrases and label orders: little or nothing shared.
-        shuffled_ser_prefixes,
+        (shuffled_ser_prefixes, list),
+        # One-token labels: the prompt's last position scores them all.
+        (joint_oracle_prefixes, first_tokens),
     ],
-    ids=["shared_start", "paraphrases"],
+    ids=["shared_start", "paraphrases", "one_token_labels"],
 )
 def test_label_scores_equal_full_sequence_log_likelihoods(
-    llm, builder, make_prefixes
+    llm, builder, make_prefixes, make_labels
 ):
     prefixes = make_prefixes(builder)
+    label_ids = make_labels(builder.label_ids)
     length = max(len(p["input_ids"]) for p in prefixes)
     ids = torch.tensor(
         [
@@ -161,10 +172,11 @@ def test_label_scores_equal_full_sequence_log_likelihoods(
     lengths = torch.tensor([len(p["input_ids"]) for p in prefixes])
     starts = torch.tensor([p["audio_start"] for p in prefixes])
     audio = torch.randn(len(prefixes), N_QUERIES, llm.hidden_size)
-    scores = score_labels(llm, audio, ids, lengths, starts, builder.label_ids)
+    scores = score_labels(llm, audio, ids, lengths, starts, label_ids)
+    assert scores.shape == (len(prefixes), len(label_ids))
     assert max(len(ids) for ids in builder.label_ids) > 2  # multi-token
     for row, prefix in enumerate(prefixes):
-        for k, label in enumerate(builder.label_ids):
+        for k, label in enumerate(label_ids):
             full = torch.tensor([prefix["input_ids"] + label])
             embeds = llm.embed_with_audio(
                 full, starts[row : row + 1], audio[row : row + 1]
