@@ -205,7 +205,9 @@ class LabelTree:
     token's log-probability is that of the label scored on its own. One
     pass on the prompt's KV cache replaces repeating that cache once per
     label (``transformers`` scores sequences one by one or repeats the
-    cache; it has no shared-prefix tree).
+    cache; it has no shared-prefix tree). The mask is a custom 4-D one,
+    which the eager and SDPA attentions take (``SpeechLLM`` loads the
+    model's default, SDPA).
 
     Arguments
     ---------
@@ -267,8 +269,10 @@ class LabelTree:
             ],
             dim=-1,
         )
-        blocked = torch.full(sees.shape, torch.finfo(dtype).min, dtype=dtype)
-        return blocked.to(sees.device).masked_fill(sees, 0.0)
+        blocked = torch.full(
+            sees.shape, torch.finfo(dtype).min, dtype=dtype, device=sees.device
+        )
+        return blocked.masked_fill(sees, 0.0)
 
 
 @torch.no_grad()
