@@ -84,13 +84,13 @@ def shared_prefix_length(prefix_ids, audio_start):
 def encode_prefixes(speech_llm, audio_embeddings, prefix_ids, lengths, starts):
     """The prefixes through the LLM, their shared start computed once.
 
-    The tokens that every row starts with go through the decoder as one
-    row, whose KV cache is repeated for the batch; the rest of each row
-    (its audio and what follows) is left-padded after them. The padding
-    sits between the shared start and the row's own tokens, masked out,
-    so every row still ends at the right edge. The answers equal those of
-    separate full passes up to float rounding
-    (``tests/test_speech_llm.py``).
+    The tokens that every row of a batch of two or more starts with go
+    through the decoder as one row, whose KV cache is repeated for the
+    batch; the rest of each row (its audio and what follows) is
+    left-padded after them. The padding sits between the shared start and
+    the row's own tokens, masked out, so every row still ends at the right
+    edge. The answers equal those of separate full passes up to float
+    rounding (``tests/test_speech_llm.py``).
 
     Arguments
     ---------
@@ -112,7 +112,8 @@ def encode_prefixes(speech_llm, audio_embeddings, prefix_ids, lengths, starts):
         mask and the position ids of the whole prefixes.
     """
     batch = prefix_ids.shape[0]
-    shared = shared_prefix_length(prefix_ids, starts)
+    # One row shares with nobody: splitting it would only add a pass.
+    shared = shared_prefix_length(prefix_ids, starts) if batch > 1 else 0
     cache = None
     if shared:
         out = speech_llm.decode_embeddings(
@@ -131,14 +132,15 @@ def encode_prefixes(speech_llm, audio_embeddings, prefix_ids, lengths, starts):
         0,
     )
     mask = torch.cat([torch.ones_like(prefix_ids[:, :shared]), mask], dim=1)
+    positions = positions + shared
     out = speech_llm.decode_embeddings(
         embeddings,
         mask,
-        position_ids=positions + shared,
+        position_ids=positions,
         past_key_values=cache,
         use_cache=True,
     )
-    return out, mask, positions + shared
+    return out, mask, positions
 
 
 @torch.no_grad()

@@ -154,8 +154,10 @@ def first_tokens(label_ids):
         (shuffled_ser_prefixes, list),
         # One-token labels: the prompt's last position scores them all.
         (joint_oracle_prefixes, first_tokens),
+        # One clip: nothing to share, one pass over its prompt.
+        (lambda b: joint_oracle_prefixes(b)[1:], list),
     ],
-    ids=["shared_start", "paraphrases", "one_token_labels"],
+    ids=["shared_start", "paraphrases", "one_token_labels", "one_clip"],
 )
 def test_label_scores_equal_full_sequence_log_likelihoods(
     llm, builder, make_prefixes, make_labels
