@@ -12,7 +12,20 @@ PYTHON=${PYTHON:-python3}
 # No pip cache: the CUDA build of torch and its libraries are ~5 GB
 # unpacked; keeping the wheels too would almost double the disk needed.
 export PIP_NO_CACHE_DIR=1
-python -m pip install -q --upgrade pip
 # requirements.txt as constraints: setup.py's ranges, resolved to the tested
 # pins (torchaudio 2.11 only loads beside torch 2.11 from PyPI).
-python -m pip install -q -c requirements.txt -e ".[$EXTRA]"
+# uv (pinned there too) installs the same pins from PyPI in 36 s where pip
+# took 129 s on a fresh clone (2 cores): it downloads and unpacks the ~5 GB
+# in parallel. Its cache is a throwaway folder, for the reason above. Where
+# uv cannot be installed, pip does the same job.
+if python -m pip install -q -c requirements.txt uv; then
+    UV_CACHE_DIR=$(mktemp -d)
+    export UV_CACHE_DIR
+    trap 'rm -rf "$UV_CACHE_DIR"' EXIT
+    uv pip install -q -c requirements.txt --upgrade pip
+    uv pip install -q -c requirements.txt -e ".[$EXTRA]"
+else
+    echo "install.sh: uv unavailable, installing with pip" >&2
+    python -m pip install -q --upgrade pip
+    python -m pip install -q -c requirements.txt -e ".[$EXTRA]"
+fi
