@@ -137,22 +137,62 @@ def transfer_parameters(checkpoint, modules, refit=None):
     -------
     list of str
         Names of the modules that were loaded.
+
+    Raises
+    ------
+    ValueError
+        A parameter's shape differs between the checkpoint and this phase's
+        module (e.g. a predecessor built with another ``n_queries``): the
+        message names the file.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "qpmapper.ckpt")
+    >>> torch.save(torch.nn.Linear(4, 8).state_dict(), path)
+    >>> saved = Checkpoint(os.path.dirname(path), {}, {"qpmapper": path})
+    >>> transfer_parameters(saved, {"qpmapper": torch.nn.Linear(4, 8)})
+    ['qpmapper']
+    >>> try:
+    ...     transfer_parameters(saved, {"qpmapper": torch.nn.Linear(4, 2)})
+    ... except ValueError as error:
+    ...     message = str(error)
+    >>> print(message.split(": ")[1])
+    its qpmapper does not fit this phase's (size mismatch for weight
+    >>> print(message.split("; ")[1].split(":")[0])
+    size mismatch for bias
     """
     loaded = []
     for name, module in modules.items():
         path = checkpoint.paramfiles.get(name)
         if path is None:
             continue
-        if name in (refit or {}):
-            load_parameters_except(module, path, refit[name])
-            loaded.append(name)
-            continue
-        hook = get_default_hook(module, DEFAULT_TRANSFER_HOOKS)
-        if hook is None:
-            hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
-        hook(module, path)
+        try:
+            _transfer_one(module, path, (refit or {}).get(name))
+        except RuntimeError as error:
+            # torch's message: a header, then one line per mismatch.
+            lines = [line.strip() for line in str(error).splitlines()]
+            details = "; ".join(line.rstrip(".") for line in lines[1:] if line)
+            details = details or lines[0]
+            raise ValueError(
+                f"{path}: its {name} does not fit this phase's ({details}). "
+                "Build this phase with the predecessor's options (e.g. "
+                "n_queries, qpmapper_dim, lora_rank) or start it from "
+                "another --previous_phase_folder."
+            ) from error
         loaded.append(name)
     return loaded
+
+
+def _transfer_one(module, path, refit_prefix):
+    """Loads one parameter file with the module's hook (or refits part)."""
+    if refit_prefix is not None:
+        load_parameters_except(module, path, refit_prefix)
+        return
+    hook = get_default_hook(module, DEFAULT_TRANSFER_HOOKS)
+    if hook is None:
+        hook = get_default_hook(module, DEFAULT_LOAD_HOOKS)
+    hook(module, path)
 
 
 def load_parameters_except(module, path, prefix):

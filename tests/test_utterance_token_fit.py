@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from speechbrain_emosllm import QPMapper
-from speechbrain_emosllm.checkpoints import load_parameters_except
+from speechbrain_emosllm.checkpoints import (
+    load_parameters_except,
+    transfer_parameters,
+)
 from speechbrain_emosllm.label_anchor import LabelAnchor
 from speechbrain_emosllm.utterance_token import (
     ClassPosterior,
@@ -38,7 +41,7 @@ def pooled(frames):
     return F.layer_norm(frames, frames.shape[-1:]).mean(1)
 
 
-def mapper(posterior=True):
+def mapper(posterior=True, n_queries=3):
     torch.manual_seed(0)
     if posterior:
         token = PosteriorToken(WIDTH, 16, 16, n_classes=len(LABELS))
@@ -47,7 +50,7 @@ def mapper(posterior=True):
     return QPMapper(
         WIDTH,
         16,
-        n_queries=3,
+        n_queries=n_queries,
         d_model=16,
         nhead=2,
         num_layers=1,
@@ -165,6 +168,26 @@ def test_a_posterior_token_starts_from_a_linear_token_predecessor(tmp_path):
     for name, value in old.items():
         if not name.startswith("utterance_token.head."):
             assert torch.equal(new[name], value), name
+
+
+def test_a_predecessor_with_other_queries_is_an_error_naming_its_file(
+    tmp_path,
+):
+    """The demo's P2 has 8 queries, ``ser.yaml`` 32: starting one from the
+    other names the checkpoint file, the parameter and the options."""
+    from speechbrain.utils.checkpoints import Checkpoint
+
+    path = tmp_path / "qpmapper.ckpt"
+    torch.save(mapper(n_queries=2).state_dict(), path)
+    saved = Checkpoint(str(tmp_path), {}, {"qpmapper": str(path)})
+    with pytest.raises(ValueError) as error:
+        transfer_parameters(
+            saved, {"qpmapper": mapper()}, {"qpmapper": "utterance_token."}
+        )
+    message = str(error.value)
+    assert message.startswith(f"{path}: its qpmapper does not fit")
+    assert "size mismatch for queries" in message
+    assert "n_queries" in message
 
 
 def test_a_stacked_brain_trains_on_out_of_fold_posteriors_only():
