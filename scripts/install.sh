@@ -14,7 +14,7 @@ PYTHON=${PYTHON:-python3}
 export PIP_NO_CACHE_DIR=1
 # requirements.txt as constraints: setup.py's ranges, resolved to the tested
 # pins (torchaudio 2.11 only loads beside torch 2.11 from PyPI).
-# uv (pinned there too) installs the same pins from PyPI in 36 s where pip
+# uv (pinned there too) installs the same pins from PyPI in 43 s where pip
 # took 129 s on a fresh clone (2 cores): it downloads and unpacks the ~5 GB
 # in parallel. Its cache is a throwaway folder, for the reason above. It
 # compiles the bytecode as pip does: without it (and where
