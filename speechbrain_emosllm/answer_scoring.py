@@ -56,6 +56,9 @@ def left_padded_prefix(
 def shared_prefix_length(prefix_ids, audio_start):
     """How many tokens every row starts with, up to its first audio slot.
 
+    A batch of one row shares its start with nobody: 0 (splitting it off
+    would only add a decoder pass).
+
     Arguments
     ---------
     prefix_ids : torch.Tensor
@@ -74,7 +77,11 @@ def shared_prefix_length(prefix_ids, audio_start):
     2
     >>> shared_prefix_length(ids, torch.tensor([1, 3]))
     1
+    >>> shared_prefix_length(ids[:1], torch.tensor([3]))
+    0
     """
+    if len(prefix_ids) < 2:
+        return 0
     limit = int(audio_start.min())
     same = (prefix_ids[:, :limit] == prefix_ids[:1, :limit]).all(0)
     differing = (~same).nonzero()
@@ -112,8 +119,7 @@ def encode_prefixes(speech_llm, audio_embeddings, prefix_ids, lengths, starts):
         mask and the position ids of the whole prefixes.
     """
     batch = prefix_ids.shape[0]
-    # One row shares with nobody: splitting it would only add a pass.
-    shared = shared_prefix_length(prefix_ids, starts) if batch > 1 else 0
+    shared = shared_prefix_length(prefix_ids, starts)
     cache = None
     if shared:
         out = speech_llm.decode_embeddings(

@@ -170,10 +170,11 @@ def transfer_parameters(checkpoint, modules, refit=None):
         try:
             _transfer_one(module, path, (refit or {}).get(name))
         except RuntimeError as error:
+            if "size mismatch" not in str(error):
+                raise
             # torch's message: a header, then one line per mismatch.
             lines = [line.strip() for line in str(error).splitlines()]
             details = "; ".join(line.rstrip(".") for line in lines[1:] if line)
-            details = details or lines[0]
             raise ValueError(
                 f"{path}: its {name} does not fit this phase's ({details}). "
                 "Build this phase with the predecessor's options (e.g. "
